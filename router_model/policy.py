@@ -1,0 +1,126 @@
+"""The decision policy: from P(success) and expected cost per tier to one tier.
+
+Two rules share the same inputs:
+
+* ``cost_aware`` (default): the tier maximising ``P(success) − λ·cost/ref``,
+  where λ is looked up from the requested quality target in a table fitted on
+  held-out data. It trades a small loss of probability against a large saving
+  where a cheaper tier is almost as likely to succeed, which a threshold cannot.
+* ``threshold``: the cheapest tier with ``P(success) ≥ q``; when none reaches q,
+  the most likely tier (reported as ``threshold_fallback``).
+
+A cost ceiling removes tiers whose expected cost exceeds it; when it changes
+the decision the rule reported is ``cost_ceiling``, and when no tier fits, the
+cheapest tier is chosen and ``over_ceiling`` is reported.
+
+Everything here is vectorised over requests so that batch scoring, training
+sweeps and evaluation run through the same code as a single decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from router_model.errors import InvalidInputError
+from router_model.manifest import PolicyConfig
+
+COST_AWARE = "cost_aware"
+THRESHOLD = "threshold"
+THRESHOLD_FALLBACK = "threshold_fallback"
+COST_CEILING = "cost_ceiling"
+OVER_CEILING = "over_ceiling"
+RULES = (COST_AWARE, THRESHOLD)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def lambda_for_target(policy: PolicyConfig, quality_target: float) -> float:
+    """λ of the cheapest fitted setting whose quality reached ``quality_target``.
+
+    Targets between table entries take the next higher entry (the conservative
+    side); a target above the table means "best quality", λ = 0.
+    """
+    for target, lam in policy.lambda_table:
+        if target >= quality_target - 1e-12:
+            return lam
+    return 0.0
+
+
+def cost_aware_choices(
+    p_success: FloatArray, cost_norm: FloatArray, lambdas: Sequence[float] | FloatArray
+) -> IntArray:
+    """[K, N] tier indices, one row per λ; ties go to the cheaper tier."""
+    lam = np.asarray(lambdas, dtype=np.float64).reshape(-1, 1, 1)
+    scores = p_success[None, :, :] - lam * cost_norm[None, :, :]
+    return np.asarray(np.argmax(scores, axis=2), dtype=np.int64)
+
+
+def threshold_choices(
+    p_success: FloatArray, threshold: float
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """Cheapest tier with P ≥ threshold, else the most likely; and the fallback mask."""
+    passing = p_success >= threshold
+    any_pass = passing.any(axis=1)
+    cheapest_passing = np.argmax(passing, axis=1)
+    most_likely = np.argmax(p_success, axis=1)
+    chosen = np.asarray(np.where(any_pass, cheapest_passing, most_likely), dtype=np.int64)
+    return chosen, np.asarray(~any_pass, dtype=np.bool_)
+
+
+def decide(
+    p_success: FloatArray,
+    expected_cost_usd: FloatArray,
+    policy: PolicyConfig,
+    *,
+    rule: str | None = None,
+    quality_target: float | None = None,
+    max_cost_usd: float | None = None,
+) -> tuple[IntArray, list[str]]:
+    """Chosen tier index and the rule that fired, for each of N requests."""
+    rule = rule or policy.default_rule
+    target = _check_target(quality_target, policy.default_quality_target)
+    allowed = _allowed_by_ceiling(expected_cost_usd, max_cost_usd)
+    masked_p = np.where(allowed, p_success, -np.inf)
+    if rule == COST_AWARE:
+        lam = lambda_for_target(policy, target)
+        cost_norm = expected_cost_usd / policy.reference_cost_usd
+        free = cost_aware_choices(p_success, cost_norm, [lam])[0]
+        chosen = cost_aware_choices(masked_p, cost_norm, [lam])[0]
+        names = np.full(len(chosen), COST_AWARE, dtype=object)
+    elif rule == THRESHOLD:
+        free, _ = threshold_choices(p_success, target)
+        chosen, fallback = threshold_choices(masked_p, target)
+        names = np.where(fallback, THRESHOLD_FALLBACK, THRESHOLD).astype(object)
+    else:
+        raise InvalidInputError(f"unknown rule {rule!r}; choose one of {list(RULES)}", "rule")
+    names[chosen != free] = COST_CEILING
+    nothing_fits = ~allowed.any(axis=1)
+    if nothing_fits.any():
+        chosen = np.where(nothing_fits, np.argmin(expected_cost_usd, axis=1), chosen)
+        names[nothing_fits] = OVER_CEILING
+    return chosen.astype(np.int64), [str(n) for n in names]
+
+
+def _check_target(quality_target: float | None, default: float) -> float:
+    if quality_target is None:
+        return default
+    if not math.isfinite(quality_target) or not 0.0 < quality_target <= 1.0:
+        raise InvalidInputError(
+            f"must be a number in (0, 1], got {quality_target!r}", "quality_target"
+        )
+    return float(quality_target)
+
+
+def _allowed_by_ceiling(
+    expected_cost: FloatArray, max_cost_usd: float | None
+) -> npt.NDArray[np.bool_]:
+    if max_cost_usd is None:
+        return np.ones(expected_cost.shape, dtype=np.bool_)
+    if not math.isfinite(max_cost_usd) or max_cost_usd <= 0:
+        raise InvalidInputError(f"must be a positive number, got {max_cost_usd!r}", "max_cost_usd")
+    return np.asarray(expected_cost <= max_cost_usd)

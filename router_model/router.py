@@ -1,0 +1,197 @@
+"""A loaded router: scores requests with the ONNX graph and decides a tier.
+
+The model is a pure function of the request: no network calls, no state
+beyond the artifact. Requests are scored in length-sorted batches so that a
+batch of short prompts is not padded to the length of one long prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from router_model import policy
+from router_model.artifact import open_session, open_tokenizer, read_manifest
+from router_model.errors import ArtifactError
+from router_model.features import estimate_tokens, scalar_features
+from router_model.manifest import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    MODEL_FILE,
+    OUTPUT_TOKENS,
+    P_SUCCESS,
+    SCALAR_FEATURES,
+    Manifest,
+)
+from router_model.text import RequestText
+from router_model.tiers import TierLadder
+from router_model.tokenize import RequestTokenizer, pad
+
+DEFAULT_BATCH_SIZE = 32
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-request model outputs; columns follow the ladder's tier order."""
+
+    p_success: FloatArray
+    output_tokens: FloatArray
+    input_tokens: FloatArray
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    text: RequestText
+    request_id: str | None = None
+    quality_target: float | None = None
+    max_cost_usd: float | None = None
+    rule: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The chosen tier with everything needed to audit or re-score it."""
+
+    request_id: str | None
+    tier: str
+    model: str
+    rule: str
+    p_success: Mapping[str, float]
+    expected_cost_usd: Mapping[str, float]
+    router_version: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "request_id": self.request_id,
+            "tier": self.tier,
+            "model": self.model,
+            "rule": self.rule,
+            "p_success": dict(self.p_success),
+            "expected_cost_usd": dict(self.expected_cost_usd),
+            "router_version": self.router_version,
+        }
+
+
+class Router:
+    """A trained router artifact, loaded and validated."""
+
+    def __init__(self, manifest: Manifest, directory: Path, intra_op_threads: int = 0) -> None:
+        self.manifest = manifest
+        self.directory = directory
+        self._session = open_session(directory / MODEL_FILE, intra_op_threads)
+        self._tokenizer: RequestTokenizer = open_tokenizer(directory, manifest)
+        self._check_graph()
+
+    @classmethod
+    def load(cls, directory: str | Path, intra_op_threads: int = 0) -> Router:
+        """Validate every file of the artifact, then open it; raises ``ArtifactError``."""
+        directory = Path(directory)
+        return cls(read_manifest(directory), directory, intra_op_threads)
+
+    @property
+    def ladder(self) -> TierLadder:
+        return self.manifest.ladder
+
+    @property
+    def version(self) -> str:
+        return self.manifest.router_version
+
+    def score(
+        self, requests: Sequence[RequestText], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Scores:
+        """P(success) and predicted output tokens per tier for every request."""
+        n_tiers = len(self.ladder)
+        p = np.zeros((len(requests), n_tiers))
+        out = np.zeros((len(requests), n_tiers))
+        ids = self._tokenizer.token_ids([r.text for r in requests])
+        scalars = scalar_features(requests)
+        for rows in _length_sorted_batches(ids, batch_size):
+            encoded = pad([ids[i] for i in rows])
+            p_batch, out_batch = self._session.run(
+                [P_SUCCESS, OUTPUT_TOKENS],
+                {
+                    INPUT_IDS: encoded.input_ids,
+                    ATTENTION_MASK: encoded.attention_mask,
+                    SCALAR_FEATURES: scalars[rows],
+                },
+            )
+            p[rows] = p_batch
+            out[rows] = out_batch
+        input_tokens = np.array([estimate_tokens(r.text) for r in requests], dtype=np.float64)
+        return Scores(p_success=np.clip(p, 0.0, 1.0), output_tokens=out, input_tokens=input_tokens)
+
+    def expected_costs(self, scores: Scores) -> FloatArray:
+        """[N, T] expected USD cost of calling each tier: known input, predicted output."""
+        return self.ladder.expected_costs(scores.input_tokens, scores.output_tokens)
+
+    def decide(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
+        """One decision per request; requests may carry their own targets and ceilings."""
+        scores = self.score([r.text for r in requests])
+        costs = self.expected_costs(scores)
+        chosen = np.zeros(len(requests), dtype=np.int64)
+        rules = [""] * len(requests)
+        for key, rows in _group_by_controls(requests).items():
+            rule, target, ceiling = key
+            picked, fired = policy.decide(
+                scores.p_success[rows],
+                costs[rows],
+                self.manifest.policy,
+                rule=rule,
+                quality_target=target,
+                max_cost_usd=ceiling,
+            )
+            chosen[rows] = picked
+            for row, name in zip(rows, fired, strict=True):
+                rules[row] = name
+        return [
+            self._decision(r, int(c), rule, scores.p_success[i], costs[i])
+            for i, (r, c, rule) in enumerate(zip(requests, chosen, rules, strict=True))
+        ]
+
+    def _decision(
+        self, request: DecisionRequest, chosen: int, rule: str, p: FloatArray, cost: FloatArray
+    ) -> Decision:
+        tiers = self.ladder.tiers
+        return Decision(
+            request_id=request.request_id,
+            tier=tiers[chosen].name,
+            model=tiers[chosen].model,
+            rule=rule,
+            p_success={t.name: float(p[i]) for i, t in enumerate(tiers)},
+            expected_cost_usd={t.name: float(cost[i]) for i, t in enumerate(tiers)},
+            router_version=self.version,
+        )
+
+    def _check_graph(self) -> None:
+        """Run one tiny request so an incompatible graph fails at load, not at traffic."""
+        try:
+            scores = self.score([RequestText(text="ok", turns=1, has_system=False)])
+        except Exception as exc:  # onnxruntime raises several unrelated exception types
+            raise ArtifactError(
+                f"{self.directory / MODEL_FILE}: graph fails to run ({exc})"
+            ) from None
+        if scores.p_success.shape != (1, len(self.ladder)):
+            raise ArtifactError(
+                f"{self.directory / MODEL_FILE}: graph returns {scores.p_success.shape[1]} "
+                f"tiers, the manifest lists {len(self.ladder)}"
+            )
+
+
+def _length_sorted_batches(ids: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _group_by_controls(
+    requests: Sequence[DecisionRequest],
+) -> dict[tuple[str | None, float | None, float | None], list[int]]:
+    groups: dict[tuple[str | None, float | None, float | None], list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault((r.rule, r.quality_target, r.max_cost_usd), []).append(i)
+    return groups

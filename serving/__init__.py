@@ -1,0 +1,1 @@
+"""What runs next to live traffic: the gRPC server and its client."""
