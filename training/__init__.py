@@ -1,0 +1,1 @@
+"""Offline work: data import, grading, fitting, calibration, evaluation and export."""
