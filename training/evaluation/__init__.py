@@ -1,0 +1,95 @@
+"""Judging routing quality on a held-out split where every tier answered every request.
+
+Everything here works on plain arrays (grades and real per-call costs [N, T],
+cheapest tier first; router choices [K, N]), so it scores any router, learned
+or not, the same way. Results are dataclasses whose ``to_dict()`` is valid JSON.
+"""
+
+from training.evaluation.baselines import (
+    Baselines,
+    CurveSummary,
+    Reference,
+    always_tier_points,
+    compute_baselines,
+    knn_success_probabilities,
+    oracle_choices,
+    oracle_point,
+    random_mixing,
+    summarize_curve,
+    tier_hull,
+)
+from training.evaluation.calibration import (
+    CalibrationReport,
+    Reliability,
+    TierCalibration,
+    brier_score,
+    calibrate_tier,
+    calibration_report,
+    expected_calibration_error,
+    reliability_bins,
+    roc_auc,
+)
+from training.evaluation.curves import (
+    QUALITY_FRACTIONS,
+    Curve,
+    OperatingPoint,
+    apgr,
+    cost_at,
+    cost_at_mixed,
+    curve_points,
+    pareto_front,
+    upper_hull,
+)
+from training.evaluation.heuristics import (
+    HEURISTICS,
+    code_score,
+    heuristic_curves,
+    keyword_score,
+    length_code_score,
+    length_score,
+    quantile_choices,
+    score_curve,
+)
+from training.evaluation.plots import plot_cost_quality, plot_reliability
+
+__all__ = [
+    "HEURISTICS",
+    "QUALITY_FRACTIONS",
+    "Baselines",
+    "CalibrationReport",
+    "Curve",
+    "CurveSummary",
+    "OperatingPoint",
+    "Reference",
+    "Reliability",
+    "TierCalibration",
+    "always_tier_points",
+    "apgr",
+    "brier_score",
+    "calibrate_tier",
+    "calibration_report",
+    "code_score",
+    "compute_baselines",
+    "cost_at",
+    "cost_at_mixed",
+    "curve_points",
+    "expected_calibration_error",
+    "heuristic_curves",
+    "keyword_score",
+    "knn_success_probabilities",
+    "length_code_score",
+    "length_score",
+    "oracle_choices",
+    "oracle_point",
+    "pareto_front",
+    "plot_cost_quality",
+    "plot_reliability",
+    "quantile_choices",
+    "random_mixing",
+    "reliability_bins",
+    "roc_auc",
+    "score_curve",
+    "summarize_curve",
+    "tier_hull",
+    "upper_hull",
+]

@@ -1,0 +1,206 @@
+"""How well the per-tier P(success) can be trusted, tier by tier.
+
+The decision policy multiplies probabilities against costs, so it needs them
+to be *calibrated* (a 0.7 succeeds 70% of the time), not merely well ranked.
+Both are reported: ROC AUC for ranking, Brier score and expected calibration
+error (ECE) for calibration, and reliability-diagram data to see where a tier
+is over- or under-confident.
+
+A call succeeded when its grade is at least ``pass_grade``. ECE uses equal-width
+bins on [0, 1] (the last bin includes 1.0), each weighted by its share of the
+requests: ECE = sum_b (n_b / N) |mean predicted_b - observed rate_b|.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from router_model.errors import InvalidInputError
+from training.evaluation.curves import FloatArray, json_float
+
+DEFAULT_BINS = 10
+
+
+@dataclass(frozen=True, eq=False)
+class Reliability:
+    """Reliability-diagram data: per bin, mean prediction, observed rate, count.
+
+    Empty bins hold NaN means and a zero count; ``to_dict`` writes them as null.
+    """
+
+    edges: FloatArray
+    mean_predicted: FloatArray
+    observed_rate: FloatArray
+    count: npt.NDArray[np.int64]
+
+    @property
+    def ece(self) -> float:
+        total = int(self.count.sum())
+        filled = self.count > 0
+        gaps = np.abs(self.mean_predicted[filled] - self.observed_rate[filled])
+        return float((gaps * self.count[filled]).sum() / total) if total else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "edges": [float(e) for e in self.edges],
+            "mean_predicted": [json_float(float(v)) for v in self.mean_predicted],
+            "observed_rate": [json_float(float(v)) for v in self.observed_rate],
+            "count": [int(n) for n in self.count],
+        }
+
+
+def _check_pair(
+    probabilities: npt.ArrayLike, labels: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if p.size == 0 or p.shape != y.shape:
+        raise InvalidInputError(
+            f"need equally many probabilities and labels, got {p.size}/{y.size}"
+        )
+    if not (np.isfinite(p).all() and (p >= 0.0).all() and (p <= 1.0).all()):
+        raise InvalidInputError("must lie in [0, 1]", "probabilities")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise InvalidInputError("must be 0 or 1", "labels")
+    return p, y
+
+
+def reliability_bins(
+    probabilities: npt.ArrayLike, labels: npt.ArrayLike, n_bins: int = DEFAULT_BINS
+) -> Reliability:
+    """Bin predictions into ``n_bins`` equal-width bins and compare with outcomes."""
+    p, y = _check_pair(probabilities, labels)
+    if n_bins < 1:
+        raise InvalidInputError(f"must be >= 1, got {n_bins}", "n_bins")
+    index = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(index, minlength=n_bins).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_predicted = np.bincount(index, weights=p, minlength=n_bins) / count
+        observed_rate = np.bincount(index, weights=y, minlength=n_bins) / count
+    return Reliability(
+        edges=np.linspace(0.0, 1.0, n_bins + 1),
+        mean_predicted=mean_predicted,
+        observed_rate=observed_rate,
+        count=count,
+    )
+
+
+def expected_calibration_error(
+    probabilities: npt.ArrayLike, labels: npt.ArrayLike, n_bins: int = DEFAULT_BINS
+) -> float:
+    """Count-weighted mean gap between predicted and observed success per bin."""
+    return reliability_bins(probabilities, labels, n_bins).ece
+
+
+def brier_score(probabilities: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    """Mean squared error of the probabilities: calibration and sharpness together."""
+    p, y = _check_pair(probabilities, labels)
+    return float(np.mean((p - y) ** 2))
+
+
+def roc_auc(probabilities: npt.ArrayLike, labels: npt.ArrayLike) -> float | None:
+    """ROC AUC, or None when only one class occurs and ranking is undefined.
+
+    Computed from ranks in numpy, so evaluation needs no scikit-learn.
+    """
+    p, y = _check_pair(probabilities, labels)
+    positives = int(y.sum())
+    negatives = y.size - positives
+    if positives == 0 or negatives == 0:
+        return None
+    # Mann-Whitney U: the chance a random success outranks a random failure,
+    # ties counting one half (average ranks), exactly as the ROC area.
+    _, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0
+    rank_sum = float(average_rank[inverse][y == 1.0].sum())
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+@dataclass(frozen=True)
+class TierCalibration:
+    """Ranking and calibration quality of one tier's P(success)."""
+
+    tier: str
+    n: int
+    success_rate: float
+    mean_predicted: float
+    roc_auc: float | None
+    brier: float
+    ece: float
+    reliability: Reliability
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "n": self.n,
+            "success_rate": json_float(self.success_rate),
+            "mean_predicted": json_float(self.mean_predicted),
+            "roc_auc": json_float(self.roc_auc),
+            "brier": json_float(self.brier),
+            "ece": json_float(self.ece),
+            "reliability": self.reliability.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """Per-tier calibration, in tier order (cheapest first)."""
+
+    pass_grade: float
+    n_bins: int
+    tiers: tuple[TierCalibration, ...]
+
+    def reliability_by_tier(self) -> dict[str, Reliability]:
+        return {t.tier: t.reliability for t in self.tiers}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pass_grade": self.pass_grade,
+            "n_bins": self.n_bins,
+            "tiers": [t.to_dict() for t in self.tiers],
+        }
+
+
+def calibrate_tier(
+    tier: str, probabilities: npt.ArrayLike, labels: npt.ArrayLike, n_bins: int = DEFAULT_BINS
+) -> TierCalibration:
+    """All calibration numbers of one tier from its probabilities and 0/1 outcomes."""
+    p, y = _check_pair(probabilities, labels)
+    reliability = reliability_bins(p, y, n_bins)
+    return TierCalibration(
+        tier=tier,
+        n=int(p.size),
+        success_rate=float(y.mean()),
+        mean_predicted=float(p.mean()),
+        roc_auc=roc_auc(p, y),
+        brier=brier_score(p, y),
+        ece=reliability.ece,
+        reliability=reliability,
+    )
+
+
+def calibration_report(
+    probabilities: npt.ArrayLike,
+    grades: npt.ArrayLike,
+    pass_grade: float,
+    tier_names: Sequence[str] | None = None,
+    n_bins: int = DEFAULT_BINS,
+) -> CalibrationReport:
+    """Calibrate every tier of a [N, T] probability matrix against [N, T] grades."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    g = np.asarray(grades, dtype=np.float64)
+    if p.ndim != 2 or p.shape != g.shape:
+        raise InvalidInputError(f"shape {p.shape} must equal grades {g.shape}", "probabilities")
+    if not (np.isfinite(g).all() and 0.0 <= pass_grade <= 1.0):
+        raise InvalidInputError("grades must be finite and pass_grade in [0, 1]", "grades")
+    names = list(tier_names) if tier_names is not None else [f"tier{i}" for i in range(p.shape[1])]
+    if len(names) != p.shape[1]:
+        raise InvalidInputError(f"{len(names)} names for {p.shape[1]} tiers", "tier_names")
+    success = (g >= pass_grade).astype(np.float64)
+    tiers = tuple(calibrate_tier(n, p[:, i], success[:, i], n_bins) for i, n in enumerate(names))
+    return CalibrationReport(pass_grade=pass_grade, n_bins=n_bins, tiers=tiers)
