@@ -1,0 +1,108 @@
+"""Joining calls into a request table, the errors that protect it, and splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from router_model.calls import read_calls
+from router_model.errors import ConfigError, DataFileError
+from router_model.tiers import TierLadder
+from training.dataset import build_table
+from training.split import split_requests
+
+LADDER = TierLadder.from_dict(
+    {
+        "pass_grade": 0.5,
+        "tiers": [
+            {
+                "name": "small",
+                "model": "s-1",
+                "input_usd_per_mtok": 1,
+                "output_usd_per_mtok": 2,
+                "models": ["s-0"],
+            },
+            {"name": "large", "model": "l-1", "input_usd_per_mtok": 10, "output_usd_per_mtok": 20},
+        ],
+    }
+)
+
+
+def _call(request_id: str, model: str, grade: float | None, **extra: object) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "timestamp": "2025-01-01T00:00:00Z",
+        "prompt": f"prompt {request_id}",
+        "model": model,
+        "grade": grade,
+        **extra,
+    }
+
+
+def _file(tmp_path: Path, calls: list[dict[str, object]]) -> Path:
+    path = tmp_path / "calls.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in calls))
+    return path
+
+
+def test_calls_join_by_request_and_model_aliases_map_to_tiers(tmp_path: Path) -> None:
+    calls = [
+        _call("a", "s-0", 1.0, input_tokens=100, output_tokens=50),
+        _call("a", "l-1", 0.0, input_tokens=100, output_tokens=10),
+        _call("b", "s-1", 0.0, input_tokens=100),
+        _call("b", "l-1", None, cost_usd=0.5),
+    ]
+    table = build_table(read_calls(_file(tmp_path, calls)), LADDER)
+    assert table.request_ids == ("a", "b")
+    np.testing.assert_array_equal(table.grades, [[1.0, 0.0], [0.0, np.nan]])
+    # a: priced from tokens; b/small: no output tokens -> the tier's median output (50)
+    np.testing.assert_allclose(
+        table.costs[0], [(100 * 1 + 50 * 2) / 1e6, (100 * 10 + 10 * 20) / 1e6]
+    )
+    np.testing.assert_allclose(table.costs[1], [(100 * 1 + 50 * 2) / 1e6, 0.5])
+    assert table.fully_graded().tolist() == [True, False]
+
+
+def test_unknown_tier_names_file_and_line(tmp_path: Path) -> None:
+    path = _file(tmp_path, [_call("a", "s-1", 1.0), _call("a", "x", 1.0, tier="medium")])
+    with pytest.raises(DataFileError, match=r"calls\.jsonl:2: tier 'medium' is not in the tiers"):
+        build_table(read_calls(path), LADDER)
+
+
+def test_unmapped_model_names_file_and_line(tmp_path: Path) -> None:
+    path = _file(tmp_path, [_call("a", "s-1", 1.0), _call("a", "gpt-x", 1.0)])
+    with pytest.raises(DataFileError, match=r":2: model 'gpt-x' maps to no tier"):
+        build_table(read_calls(path), LADDER)
+
+
+def test_tier_without_graded_calls_is_an_error(tmp_path: Path) -> None:
+    path = _file(tmp_path, [_call("a", "s-1", 1.0), _call("a", "l-1", None)])
+    with pytest.raises(ConfigError, match=r"\['large'\] have no graded calls"):
+        build_table(read_calls(path), LADDER)
+
+
+def test_conflicting_prompt_for_one_request(tmp_path: Path) -> None:
+    path = _file(tmp_path, [_call("a", "s-1", 1.0), {**_call("a", "l-1", 1.0), "prompt": "other"}])
+    with pytest.raises(DataFileError, match=r":2: request_id 'a' has a different prompt"):
+        build_table(read_calls(path), LADDER)
+
+
+def test_hash_split_is_stable_and_disjoint() -> None:
+    ids = [f"r{i}" for i in range(1000)]
+    same_time = np.zeros(len(ids))
+    kept, held = split_requests(ids, same_time, 0.2)
+    assert set(kept).isdisjoint(held) and len(kept) + len(held) == 1000
+    assert 150 < len(held) < 250
+    again_kept, _ = split_requests(list(reversed(ids)), same_time, 0.2)
+    assert {ids[i] for i in kept} == {list(reversed(ids))[i] for i in again_kept}
+
+
+def test_time_split_holds_out_the_newest() -> None:
+    ids = [f"r{i}" for i in range(10)]
+    times = np.array([5, 1, 9, 3, 7, 2, 8, 0, 6, 4], dtype=float)
+    kept, held = split_requests(ids, times, 0.3)
+    assert sorted(times[held]) == [7, 8, 9]
+    assert times[kept].max() < times[held].min()

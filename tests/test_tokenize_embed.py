@@ -1,0 +1,61 @@
+"""Truncation rule, exported embedder fidelity, and the embedding cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from router_model.errors import ConfigError
+from router_model.tokenize import TruncationRule
+
+
+def test_head_and_tail_are_kept() -> None:
+    rule = TruncationRule(max_tokens=10, head_tokens=3)
+    ids = list(range(100))
+    assert rule.cut_ids(ids) == [0, 1, 2, 95, 96, 97, 98, 99]
+    assert rule.cut_ids(ids[:8]) == ids[:8]
+    assert TruncationRule(max_tokens=10, head_tokens=8).cut_ids(ids) == list(range(8))
+
+
+def test_invalid_rule_is_refused() -> None:
+    with pytest.raises(ConfigError, match="invalid truncation rule"):
+        TruncationRule(max_tokens=16, head_tokens=15)
+
+
+def test_long_text_is_cut_to_its_ends_before_tokenizing() -> None:
+    rule = TruncationRule(max_chars=10)
+    assert rule.cut_text("abcdefghijklmnopqrstuvwxyz") == "abcdevwxyz"
+
+
+def test_exported_embedder_matches_sentence_transformers() -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from training.embedder import Embedder, embedder_files, model_dir
+
+    texts = [
+        "What is the capital of France?",
+        "def add(a, b):\n    return a + b  # explain this function",
+        "Résumé: une question en français, avec des accents.",
+    ]
+    reference = SentenceTransformer(str(model_dir()), device="cpu").encode(
+        texts, normalize_embeddings=True
+    )
+    ours = Embedder(embedder_files(), TruncationRule()).embed(texts, progress=False)
+    cosine = (ours * reference).sum(axis=1)
+    assert cosine.min() > 0.9999
+
+
+def test_cache_embeds_each_text_once() -> None:
+    from training.embedder import Embedder, embedder_files
+    from training.embedding_cache import EmbeddingCache
+
+    embedder = Embedder(embedder_files(), TruncationRule())
+    cache = EmbeddingCache.for_embedder(embedder)
+    texts = ["cache test one", "cache test two", "cache test one"]
+    first, computed = cache.embed(embedder, texts, progress=False)
+    assert computed == 2
+    reopened = EmbeddingCache.for_embedder(embedder)  # a new process reads the shards
+    again, computed_again = reopened.embed(embedder, texts, progress=False)
+    assert computed_again == 0
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first[0], first[2])

@@ -1,0 +1,65 @@
+"""Calibrators that map a classifier's margin to a calibrated P(success).
+
+Both are fitted on out-of-fold margins (data the base model was not fitted on)
+and both have closed forms that the ONNX head reproduces exactly:
+
+* ``sigmoid`` (Platt): ``p = σ(a·z + b)``; two parameters, robust on small data.
+* ``isotonic``: a monotone piecewise-linear map through knots, clipped at both
+  ends (scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``); more
+  flexible, needs more data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from router_model.errors import ConfigError
+
+METHODS = ("isotonic", "sigmoid")
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """A fitted calibrator; ``knots_x``/``knots_y`` are used by isotonic, ``a``/``b`` by sigmoid."""
+
+    method: str
+    a: float = 1.0
+    b: float = 0.0
+    knots_x: tuple[float, ...] = ()
+    knots_y: tuple[float, ...] = ()
+
+    def __call__(self, margins: FloatArray) -> FloatArray:
+        if self.method == "sigmoid":
+            return np.asarray(1.0 / (1.0 + np.exp(-(self.a * margins + self.b))))
+        return np.asarray(np.interp(margins, self.knots_x, self.knots_y))
+
+
+def fit_calibrator(method: str, margins: FloatArray, labels: FloatArray) -> Calibrator:
+    """Fit on held-out margins; a single-class tier gets a constant calibrator."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown calibration {method!r}; choose one of {list(METHODS)}")
+    rate = float(np.mean(labels))
+    if rate in (0.0, 1.0):
+        return _constant(method, rate)
+    if method == "sigmoid":
+        platt = LogisticRegression(C=1e6, max_iter=1000).fit(margins.reshape(-1, 1), labels)
+        return Calibrator("sigmoid", a=float(platt.coef_[0, 0]), b=float(platt.intercept_[0]))
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margins, labels)
+    return Calibrator(
+        "isotonic",
+        knots_x=tuple(float(x) for x in iso.X_thresholds_),
+        knots_y=tuple(float(y) for y in iso.y_thresholds_),
+    )
+
+
+def _constant(method: str, rate: float) -> Calibrator:
+    if method == "sigmoid":
+        clipped = min(max(rate, 1e-6), 1 - 1e-6)
+        return Calibrator("sigmoid", a=0.0, b=float(np.log(clipped / (1 - clipped))))
+    return Calibrator("isotonic", knots_x=(0.0, 1.0), knots_y=(rate, rate))

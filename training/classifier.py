@@ -1,0 +1,159 @@
+"""Per-tier P(success): a base model per tier plus a calibrator, scikit-learn style.
+
+Configuration lives in ``__init__``, learning in ``fit`` (which returns self),
+fitted attributes end in ``_`` and ``classes_`` orders the columns of
+``predict_proba``. Labels are a [N, T] matrix of 0/1 success with NaN where a
+tier has no graded call for a request; each tier learns from its own rows.
+
+Calibration uses K-fold out-of-fold margins, so the calibrator is always fitted
+on data the base model was not fitted on, and the final base model still sees
+every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from tqdm.auto import tqdm
+
+from router_model.errors import ConfigError
+from training.calibration import Calibrator, fit_calibrator
+
+KINDS = ("logreg", "gbt")
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class LinearMargin:
+    """``margin = x @ weights + bias`` on raw (unstandardised) float32 features."""
+
+    weights: FloatArray
+    bias: float
+
+
+class TierSuccessClassifier:
+    """Calibrated P(success) per tier from logistic regression or gradient boosting."""
+
+    def __init__(
+        self,
+        kind: str = "logreg",
+        calibration: str = "isotonic",
+        n_folds: int = 5,
+        C: float = 1.0,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        random_state: int = 0,
+        progress: bool = True,
+    ) -> None:
+        if kind not in KINDS:
+            raise ConfigError(f"unknown classifier {kind!r}; choose one of {list(KINDS)}")
+        self.kind = kind
+        self.calibration = calibration
+        self.n_folds = n_folds
+        self.C = C
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.random_state = random_state
+        self.progress = progress
+
+    def fit(
+        self, X: npt.NDArray[np.float32], Y: FloatArray, classes: Sequence[str]
+    ) -> TierSuccessClassifier:
+        """Fit every tier on its labelled rows; ``classes`` names the columns of Y."""
+        if Y.shape[1] != len(classes):
+            raise ConfigError(f"{Y.shape[1]} label columns for {len(classes)} tiers")
+        self.classes_ = tuple(classes)
+        self.mean_ = X.astype(np.float64).mean(axis=0)
+        self.scale_ = X.astype(np.float64).std(axis=0)
+        self.scale_[self.scale_ < 1e-12] = 1.0
+        self.models_: list[object] = []
+        self.calibrators_: list[Calibrator] = []
+        self.oof_proba_ = np.full(Y.shape, np.nan)
+        bar = tqdm(
+            self.classes_, desc=f"fitting {self.kind}", unit="tier", disable=not self.progress
+        )
+        for t, _ in enumerate(bar):
+            rows = ~np.isnan(Y[:, t])
+            labels = Y[rows, t].astype(np.int64)
+            oof = self._out_of_fold_margins(X[rows], labels)
+            calibrator = fit_calibrator(self.calibration, oof, labels.astype(np.float64))
+            self.calibrators_.append(calibrator)
+            self.oof_proba_[rows, t] = calibrator(oof)
+            self.models_.append(self._fit_base(X[rows], labels))
+        return self
+
+    def decision_function(self, X: npt.NDArray[np.float32]) -> FloatArray:
+        """[N, T] uncalibrated margins."""
+        return np.column_stack([self._margin(m, X) for m in self.models_])
+
+    def predict_proba(self, X: npt.NDArray[np.float32]) -> FloatArray:
+        """[N, T] calibrated P(success); columns follow ``classes_``."""
+        margins = self.decision_function(X)
+        return np.column_stack([c(margins[:, t]) for t, c in enumerate(self.calibrators_)])
+
+    def linear_margins(self) -> list[LinearMargin]:
+        """For logistic regression: each tier's margin as weights on raw features."""
+        if self.kind != "logreg":
+            raise ConfigError("linear_margins() exists only for the logreg classifier")
+        return [m for m in self.models_ if isinstance(m, LinearMargin)]
+
+    def _out_of_fold_margins(
+        self, X: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
+    ) -> FloatArray:
+        margins = np.zeros(len(labels))
+        if len(np.unique(labels)) < 2:
+            return margins
+        folds = min(self.n_folds, int(np.bincount(labels).min()))
+        if folds < 2:
+            return margins
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+        for fit_rows, held_rows in splitter.split(X, labels):
+            model = self._fit_base(X[fit_rows], labels[fit_rows])
+            margins[held_rows] = self._margin(model, X[held_rows])
+        return margins
+
+    def _fit_base(self, X: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> object:
+        if len(np.unique(labels)) < 2:
+            return LinearMargin(np.zeros(X.shape[1]), 0.0)
+        if self.kind == "logreg":
+            return self._fit_logreg(X, labels)
+        return self._fit_gbt(X, labels)
+
+    def _fit_logreg(
+        self, X: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
+    ) -> LinearMargin:
+        standardised = (X.astype(np.float64) - self.mean_) / self.scale_
+        model = LogisticRegression(C=self.C, max_iter=2000).fit(standardised, labels)
+        weights = model.coef_[0] / self.scale_
+        bias = float(model.intercept_[0] - np.dot(model.coef_[0], self.mean_ / self.scale_))
+        return LinearMargin(weights=weights, bias=bias)
+
+    def _fit_gbt(self, X: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> object:
+        from lightgbm import LGBMClassifier
+
+        model = LGBMClassifier(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=20,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.5,
+            random_state=self.random_state,
+            n_jobs=2,
+            verbose=-1,
+        )
+        return model.fit(X, labels)
+
+    @staticmethod
+    def _margin(model: object, X: npt.NDArray[np.float32]) -> FloatArray:
+        if isinstance(model, LinearMargin):
+            return np.asarray(X.astype(np.float64) @ model.weights + model.bias)
+        return np.asarray(model.predict(X, raw_score=True), dtype=np.float64)  # type: ignore[attr-defined]

@@ -1,0 +1,257 @@
+"""Builds the artifact's single ONNX graph: embedder + classifier head + output lengths.
+
+The head is written directly with ``onnx.helper`` rather than converted, so
+each piece is the closed form of what training fitted and the graph's
+probabilities match the fitted pipeline to float32 precision:
+
+* margins: ``x @ W + b`` for logistic regression, or one ``TreeEnsembleRegressor``
+  holding every tier's LightGBM trees (one target per tier);
+* calibration: ``σ(a·z + b)``, or the isotonic piecewise-linear map written as
+  ``y0 + Σ_k slope_k · (clip(z, x_k, x_{k+1}) − x_k)``;
+* output tokens: ``exp(x @ Wo + bo) · known``.
+
+The head is then joined to the exported MiniLM graph with
+``onnx.compose.merge_models`` on the ``embedding`` tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, compose, helper, numpy_helper
+
+from router_model.manifest import OUTPUT_TOKENS, P_SUCCESS, SCALAR_FEATURES
+from training.calibration import Calibrator
+from training.classifier import LinearMargin, TierSuccessClassifier
+from training.embedder import EMBEDDING, EMBEDDING_DIM
+from training.output_length import OutputLengthModel
+
+ML_DOMAIN = "ai.onnx.ml"
+FloatArray = npt.NDArray[np.float64]
+
+
+def build_model(
+    embedder_path: Path,
+    classifier: TierSuccessClassifier,
+    lengths: OutputLengthModel,
+    n_scalar: int,
+) -> onnx.ModelProto:
+    """input_ids, attention_mask, scalar_features -> p_success, output_tokens."""
+    embedder = onnx.load(str(embedder_path))
+    head = _head_model(classifier, lengths, n_scalar, embedder)
+    merged = compose.merge_models(embedder, head, io_map=[(EMBEDDING, EMBEDDING)])
+    onnx.checker.check_model(merged)
+    return merged
+
+
+def _head_model(
+    classifier: TierSuccessClassifier,
+    lengths: OutputLengthModel,
+    n_scalar: int,
+    embedder: onnx.ModelProto,
+) -> onnx.ModelProto:
+    n_tiers = len(classifier.classes_)
+    nodes: list[onnx.NodeProto] = [
+        helper.make_node("Concat", [EMBEDDING, SCALAR_FEATURES], ["x"], axis=1)
+    ]
+    inits: list[onnx.TensorProto] = []
+    nodes += _margin_nodes(classifier, inits)
+    nodes += _calibration_nodes(classifier.calibrators_, inits)
+    nodes += _length_nodes(lengths, inits)
+    graph = helper.make_graph(
+        nodes,
+        "tierwise_head",
+        inputs=[
+            helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, ["batch", EMBEDDING_DIM]),
+            helper.make_tensor_value_info(SCALAR_FEATURES, TensorProto.FLOAT, ["batch", n_scalar]),
+        ],
+        outputs=[
+            helper.make_tensor_value_info(P_SUCCESS, TensorProto.FLOAT, ["batch", n_tiers]),
+            helper.make_tensor_value_info(OUTPUT_TOKENS, TensorProto.FLOAT, ["batch", n_tiers]),
+        ],
+        initializer=inits,
+    )
+    opsets = [o for o in embedder.opset_import if o.domain in ("", "ai.onnx")]
+    opsets.append(helper.make_opsetid(ML_DOMAIN, 3))
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = embedder.ir_version
+    return model
+
+
+def _const(inits: list[onnx.TensorProto], name: str, value: Any) -> str:
+    inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+    return name
+
+
+def _margin_nodes(
+    classifier: TierSuccessClassifier, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    if classifier.kind == "logreg":
+        margins = classifier.linear_margins()
+        weights = np.column_stack([m.weights for m in margins])
+        bias = np.array([m.bias for m in margins])
+        return _linear_nodes("x", weights, bias, "margins", "clf", inits)
+    return [_tree_node(classifier.models_, "x", "margins")]
+
+
+def _linear_nodes(
+    x: str,
+    weights: FloatArray,
+    bias: FloatArray,
+    out: str,
+    prefix: str,
+    inits: list[onnx.TensorProto],
+) -> list[onnx.NodeProto]:
+    w = _const(inits, f"{prefix}_weights", weights)
+    b = _const(inits, f"{prefix}_bias", bias)
+    return [
+        helper.make_node("MatMul", [x, w], [f"{prefix}_xw"]),
+        helper.make_node("Add", [f"{prefix}_xw", b], [out]),
+    ]
+
+
+def _calibration_nodes(
+    calibrators: Sequence[Calibrator], inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    if all(c.method == "sigmoid" for c in calibrators):
+        a = _const(inits, "cal_a", [c.a for c in calibrators])
+        b = _const(inits, "cal_b", [c.b for c in calibrators])
+        return [
+            helper.make_node("Mul", ["margins", a], ["cal_az"]),
+            helper.make_node("Add", ["cal_az", b], ["cal_logit"]),
+            helper.make_node("Sigmoid", ["cal_logit"], [P_SUCCESS]),
+        ]
+    lo, hi, slopes, y0 = _isotonic_segments(calibrators)
+    axis = _const_int(inits, "cal_axis", [2])
+    return [
+        helper.make_node("Unsqueeze", ["margins", axis], ["cal_z"]),
+        helper.make_node("Max", ["cal_z", _const(inits, "cal_lo", lo)], ["cal_zlo"]),
+        helper.make_node("Min", ["cal_zlo", _const(inits, "cal_hi", hi)], ["cal_zclip"]),
+        helper.make_node("Sub", ["cal_zclip", "cal_lo"], ["cal_run"]),
+        helper.make_node("Mul", ["cal_run", _const(inits, "cal_slope", slopes)], ["cal_rise"]),
+        helper.make_node("ReduceSum", ["cal_rise", axis], ["cal_sum"], keepdims=0),
+        helper.make_node("Add", ["cal_sum", _const(inits, "cal_y0", y0)], [P_SUCCESS]),
+    ]
+
+
+def _isotonic_segments(
+    calibrators: Sequence[Calibrator],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """[T, K] segment bounds and slopes, padded with zero-width, zero-slope segments."""
+    width = max(max(len(c.knots_x) - 1, 1) for c in calibrators)
+    lo = np.zeros((len(calibrators), width))
+    hi = np.zeros_like(lo)
+    slopes = np.zeros_like(lo)
+    y0 = np.zeros(len(calibrators))
+    for t, c in enumerate(calibrators):
+        xs, ys = np.asarray(c.knots_x), np.asarray(c.knots_y)
+        y0[t] = ys[0]
+        lo[t, :], hi[t, :] = xs[-1], xs[-1]
+        n = len(xs) - 1
+        lo[t, :n], hi[t, :n] = xs[:-1], xs[1:]
+        span = np.where(xs[1:] > xs[:-1], xs[1:] - xs[:-1], 1.0)
+        slopes[t, :n] = (ys[1:] - ys[:-1]) / span
+    return lo, hi, slopes, y0
+
+
+def _const_int(inits: list[onnx.TensorProto], name: str, value: Sequence[int]) -> str:
+    inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.int64), name))
+    return name
+
+
+def _length_nodes(
+    lengths: OutputLengthModel, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    nodes = _linear_nodes("x", lengths.weights, lengths.bias, "len_log", "len", inits)
+    known = _const(inits, "len_known", lengths.known)
+    return [
+        *nodes,
+        helper.make_node("Exp", ["len_log"], ["len_exp"]),
+        helper.make_node("Mul", ["len_exp", known], [OUTPUT_TOKENS]),
+    ]
+
+
+def _tree_node(models: Sequence[object], x: str, out: str) -> onnx.NodeProto:
+    """Every tier's boosted trees in one regressor, target index = tier column."""
+    attrs: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "nodes_treeids",
+            "nodes_nodeids",
+            "nodes_featureids",
+            "nodes_values",
+            "nodes_modes",
+            "nodes_truenodeids",
+            "nodes_falsenodeids",
+            "nodes_missing_value_tracks_true",
+            "target_treeids",
+            "target_nodeids",
+            "target_ids",
+            "target_weights",
+        )
+    }
+    base_values: list[float] = []
+    tree_offset = 0
+    for tier, model in enumerate(models):
+        if isinstance(model, LinearMargin):  # single-class tier: a constant margin
+            base_values.append(model.bias)
+            continue
+        dump = model.booster_.dump_model()  # type: ignore[attr-defined]
+        base_values.append(0.0)
+        for tree in dump["tree_info"]:
+            _add_tree(attrs, tree["tree_structure"], tree_offset, tier)
+            tree_offset += 1
+    settings: dict[str, Any] = {
+        "n_targets": len(models),
+        "aggregate_function": "SUM",
+        "post_transform": "NONE",
+        "base_values": base_values,
+        **attrs,
+    }
+    return helper.make_node("TreeEnsembleRegressor", [x], [out], domain=ML_DOMAIN, **settings)
+
+
+def _add_tree(attrs: dict[str, list[Any]], root: dict[str, Any], tree_id: int, target: int) -> None:
+    """Flatten one LightGBM tree; thresholds are rounded down to float32 so that
+    ``x <= t`` on float32 inputs decides exactly as LightGBM's double comparison."""
+    counter = [0]
+
+    def visit(node: dict[str, Any]) -> int:
+        node_id = counter[0]
+        counter[0] += 1
+        attrs["nodes_treeids"].append(tree_id)
+        attrs["nodes_nodeids"].append(node_id)
+        if "leaf_value" in node:
+            for key, value in (("featureids", 0), ("values", 0.0), ("modes", "LEAF")):
+                attrs[f"nodes_{key}"].append(value)
+            attrs["nodes_truenodeids"].append(0)
+            attrs["nodes_falsenodeids"].append(0)
+            attrs["nodes_missing_value_tracks_true"].append(0)
+            for key, value in (("treeids", tree_id), ("nodeids", node_id), ("ids", target)):
+                attrs[f"target_{key}"].append(value)
+            attrs["target_weights"].append(float(node["leaf_value"]))
+            return node_id
+        attrs["nodes_featureids"].append(int(node["split_feature"]))
+        attrs["nodes_values"].append(_float32_floor(float(node["threshold"])))
+        attrs["nodes_modes"].append("BRANCH_LEQ")
+        attrs["nodes_missing_value_tracks_true"].append(int(bool(node.get("default_left"))))
+        slot = len(attrs["nodes_truenodeids"])
+        attrs["nodes_truenodeids"].append(0)
+        attrs["nodes_falsenodeids"].append(0)
+        attrs["nodes_truenodeids"][slot] = visit(node["left_child"])
+        attrs["nodes_falsenodeids"][slot] = visit(node["right_child"])
+        return node_id
+
+    visit(root)
+
+
+def _float32_floor(value: float) -> float:
+    rounded = np.float32(value)
+    if float(rounded) > value:
+        rounded = np.nextafter(rounded, np.float32(-np.inf))
+    return float(rounded)

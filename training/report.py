@@ -1,0 +1,158 @@
+"""Judging a router on held-out calls: the metrics of DESIGN.md, as JSON and plots.
+
+The router is scored through its artifact (the ONNX path that serves), its
+control is swept over the whole range to get its cost–quality curve, and the
+same split yields every baseline. Only requests graded on every tier can be
+judged this way; the report says how many there were.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from router_model import policy
+from router_model.errors import InvalidInputError
+from router_model.router import Router, Scores
+from training.dataset import RequestTable
+from training.evaluation.baselines import (
+    Baselines,
+    Reference,
+    compute_baselines,
+    summarize_curve,
+)
+from training.evaluation.calibration import CalibrationReport, calibration_report
+from training.evaluation.curves import Curve, curve_points
+from training.evaluation.heuristics import heuristic_curves
+from training.evaluation.plots import plot_cost_quality, plot_reliability
+from training.policy_fit import LAMBDA_GRID
+
+FloatArray = npt.NDArray[np.float64]
+THRESHOLD_GRID = np.linspace(0.0, 1.0, 201)
+MIN_JUDGED = 10
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The metrics as JSON-ready data plus the objects the plots are drawn from."""
+
+    metrics: dict[str, Any]
+    curves: dict[str, Curve]
+    baselines: Baselines
+    heuristics: dict[str, Curve]
+    calibration: CalibrationReport
+
+
+def router_curves(router: Router, table: RequestTable, scores: Scores) -> dict[str, Curve]:
+    """Cost–quality curves of both rules over their whole control range."""
+    expected = router.expected_costs(scores)
+    cost_norm = expected / router.manifest.policy.reference_cost_usd
+    aware = policy.cost_aware_choices(scores.p_success, cost_norm, LAMBDA_GRID)
+    threshold = np.stack([policy.threshold_choices(scores.p_success, q)[0] for q in THRESHOLD_GRID])
+    return {
+        "cost_aware": curve_points(aware, table.grades, table.costs),
+        "threshold": curve_points(threshold, table.grades, table.costs),
+    }
+
+
+def _default_point(
+    router: Router, table: RequestTable, scores: Scores, reference: Reference
+) -> dict[str, Any]:
+    """What the shipped default (rule and quality target) realises on this split."""
+    config = router.manifest.policy
+    chosen, _ = policy.decide(scores.p_success, router.expected_costs(scores), config)
+    rows = np.arange(len(table))
+    quality = float(table.grades[rows, chosen].mean())
+    cost = float(table.costs[rows, chosen].mean())
+    share = np.bincount(chosen, minlength=len(router.ladder)) / len(chosen)
+    return {
+        "rule": config.default_rule,
+        "quality_target": config.default_quality_target,
+        "quality_fraction_of_top": quality / reference.top.quality,
+        "cost_fraction_of_top": cost / reference.top.cost,
+        "tier_share": dict(zip(router.ladder.names, share.round(4).tolist(), strict=True)),
+    }
+
+
+def judged_subset(table: RequestTable) -> RequestTable:
+    rows = np.flatnonzero(table.fully_graded())
+    if len(rows) < MIN_JUDGED:
+        raise InvalidInputError(
+            f"only {len(rows)} requests are graded on every tier; evaluation needs at "
+            f"least {MIN_JUDGED}",
+            "calls",
+        )
+    return table.subset(rows)
+
+
+def evaluate(router: Router, table: RequestTable, *, detailed: bool = True) -> Evaluation:
+    """Every metric of one held-out split; ``detailed`` adds frontiers and reliability bins."""
+    judged = judged_subset(table)
+    scores = router.score(judged.requests)
+    curves = router_curves(router, judged, scores)
+    baselines = compute_baselines(
+        judged.grades, judged.costs, router.ladder.pass_grade, router.ladder.names
+    )
+    reference = baselines.reference
+    heuristics = heuristic_curves(judged.texts, judged.grades, judged.costs)
+    calibration = calibration_report(
+        scores.p_success, judged.grades, router.ladder.pass_grade, router.ladder.names
+    )
+
+    def summary(curve: Curve) -> dict[str, Any]:
+        out = summarize_curve(curve, reference).to_dict()
+        return out if detailed else _compact(out)
+
+    baseline_summaries = baselines.summaries()
+    metrics: dict[str, Any] = {
+        "requests": len(table),
+        "requests_judged": len(judged),
+        "tiers": list(router.ladder.names),
+        "reference": reference.to_dict(),
+        "routers": {name: summary(c) for name, c in curves.items()},
+        "default_operating_point": _default_point(router, judged, scores, reference),
+        "baselines": {
+            name: (s.to_dict() if detailed else _compact(s.to_dict()))
+            for name, s in baseline_summaries.items()
+        },
+        "heuristics": {name: summary(c) for name, c in heuristics.items()},
+        "calibration": _calibration_dict(calibration.to_dict(), detailed),
+    }
+    return Evaluation(metrics, curves, baselines, heuristics, calibration)
+
+
+def heldout_metrics(router: Router, table: RequestTable) -> dict[str, Any]:
+    """The compact metrics recorded in the manifest at training time."""
+    return evaluate(router, table, detailed=False).metrics
+
+
+def write_report(router: Router, table: RequestTable, report_dir: Path) -> dict[str, Any]:
+    """``metrics.json``, ``cost_quality.png`` and ``reliability.png`` in ``report_dir``."""
+    result = evaluate(router, table)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {"router_version": router.version, **result.metrics}
+    (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_cost_quality(
+        report_dir / "cost_quality.png",
+        result.curves,
+        result.baselines,
+        result.heuristics,
+        title=f"Cost-quality on held-out calls (router {router.version})",
+    )
+    plot_reliability(report_dir / "reliability.png", result.calibration.reliability_by_tier())
+    return metrics
+
+
+def _compact(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k not in ("frontier", "n_points", "mixing")}
+
+
+def _calibration_dict(data: dict[str, Any], detailed: bool) -> dict[str, Any]:
+    if detailed:
+        return data
+    return {t["tier"]: {k: t[k] for k in ("roc_auc", "brier", "ece", "n")} for t in data["tiers"]}

@@ -1,0 +1,47 @@
+"""Held-out splits by request, and by time when the calls' times vary.
+
+A request's calls always land on one side, so the same prompt is never both
+trained and tested on. When timestamps vary (a real call log), the newest
+requests are held out, as a router is always judged on traffic newer than its
+training data; otherwise (an evaluation run with one timestamp) the split is
+a stable hash of the request id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from router_model.errors import ConfigError
+
+IntArray = npt.NDArray[np.int64]
+
+
+def hash_fraction(request_id: str, seed: int = 0) -> float:
+    """A stable pseudo-random number in [0, 1) per request id."""
+    digest = hashlib.sha256(f"{seed}:{request_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_requests(
+    request_ids: Sequence[str],
+    timestamps: npt.NDArray[np.float64],
+    held_out_fraction: float,
+    seed: int = 0,
+) -> tuple[IntArray, IntArray]:
+    """Row indices of (kept, held out)."""
+    if not 0.0 <= held_out_fraction < 1.0:
+        raise ConfigError(f"held-out fraction must be in [0, 1), got {held_out_fraction}")
+    n = len(request_ids)
+    if held_out_fraction == 0.0 or n == 0:
+        return np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if len(np.unique(timestamps)) > 1:
+        order = np.argsort(timestamps, kind="stable")
+        n_held = max(1, round(n * held_out_fraction))
+        return np.sort(order[: n - n_held]), np.sort(order[n - n_held :])
+    draws = np.array([hash_fraction(r, seed) for r in request_ids])
+    held = draws < held_out_fraction
+    return np.flatnonzero(~held).astype(np.int64), np.flatnonzero(held).astype(np.int64)
