@@ -1,0 +1,155 @@
+"""The command line end to end on small real data: import, train, predict, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tierwise.cli import EXIT_INPUT_ERROR, main
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def test_import_writes_calls_and_tiers(tmp_path: Path) -> None:
+    out, tiers = tmp_path / "calls.jsonl", tmp_path / "tiers.toml"
+    src = DATA / "routellm" / "binary_correctness.csv.gz"
+    assert (
+        main(
+            [
+                "import",
+                "--format",
+                "routellm",
+                str(src),
+                "--out",
+                str(out),
+                "--tiers-out",
+                str(tiers),
+            ]
+        )
+        == 0
+    )
+    first = json.loads(out.open().readline())
+    assert first["request_id"].startswith("routellm-") and first["grade"] in (0.0, 1.0)
+    assert "gpt-4-1106-preview" in tiers.read_text()
+
+
+def _requests(tmp_path: Path) -> Path:
+    lines = [
+        {"request_id": "q1", "prompt": "What is 7 * 8?"},
+        {
+            "request_id": "q2",
+            "prompt": "Prove that there are infinitely many primes.",
+            "quality_target": 0.9,
+        },
+        {
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": "Summarise the French revolution."},
+            ],
+            "system": "You are a historian.",
+            "max_cost_usd": 1e-9,
+        },
+        {"prompt": "Sort a list in Python.", "rule": "threshold", "quality_target": 0.6},
+    ]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def test_predict_writes_one_auditable_decision_per_line(
+    logreg_router_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "decisions.jsonl"
+    code = main(
+        [
+            "predict",
+            "--model",
+            str(logreg_router_dir),
+            "--input",
+            str(_requests(tmp_path)),
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(decisions) == 4
+    assert [d["request_id"] for d in decisions] == ["q1", "q2", None, None]
+    for d in decisions:
+        assert set(d["p_success"]) == set(d["expected_cost_usd"]) == {"small", "medium", "large"}
+        assert d["tier"] in d["p_success"] and d["model"]
+        assert all(0.0 <= p <= 1.0 for p in d["p_success"].values())
+        assert all(0.0 < c < 1.0 for c in d["expected_cost_usd"].values())
+    assert decisions[2]["rule"] == "over_ceiling" and decisions[2]["tier"] == "small"
+    assert decisions[3]["rule"] in ("threshold", "threshold_fallback")
+
+
+def test_predict_bad_input_names_line_and_writes_nothing(
+    logreg_router_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"prompt": "x", "quality_target": "high"}\n')
+    out = tmp_path / "decisions.jsonl"
+    code = main(
+        ["predict", "--model", str(logreg_router_dir), "--input", str(bad), "--output", str(out)]
+    )
+    assert code == EXIT_INPUT_ERROR
+    assert "bad.jsonl:2: field 'quality_target'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_reports_clear_errors(
+    tmp_path: Path, mmlu_tiers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text(
+        json.dumps(
+            {
+                "request_id": "a",
+                "timestamp": "2025-01-01T00:00:00Z",
+                "prompt": "p",
+                "model": "unknown-model",
+                "grade": 1,
+            }
+        )
+        + "\n"
+    )
+    code = main(
+        ["train", "--calls", str(calls), "--tiers", str(mmlu_tiers), "--out", str(tmp_path / "m")]
+    )
+    assert code == EXIT_INPUT_ERROR
+    assert "calls.jsonl:1: model 'unknown-model' maps to no tier" in capsys.readouterr().err
+
+
+def test_evaluate_writes_metrics_and_plots(
+    logreg_router_dir: Path, mmlu_calls: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "report"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(logreg_router_dir),
+                "--calls",
+                str(mmlu_calls),
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["requests_judged"] > 300
+    for key in ("cost_at_90", "cost_at_95", "cost_at_100", "apgr"):
+        assert key in metrics["routers"]["cost_aware"]
+    assert {"always-small", "always-large", "random", "hull", "oracle"} <= set(metrics["baselines"])
+    assert {"length", "code", "keyword"} <= set(metrics["heuristics"])
+    for tier in metrics["calibration"]["tiers"]:
+        assert {"roc_auc", "brier", "ece"} <= set(tier)
+    for png in ("cost_quality.png", "reliability.png"):
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

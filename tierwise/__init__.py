@@ -1,0 +1,4 @@
+"""The ``tierwise`` command line.
+
+The libraries are ``router_model``, ``training`` and ``serving``.
+"""

@@ -1,0 +1,86 @@
+"""``tierwise train``: fit a router on graded calls and write its artifact."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    parser = sub.add_parser("train", help="train a router artifact from graded calls")
+    parser.add_argument(
+        "--calls",
+        type=Path,
+        action="append",
+        required=True,
+        help="graded-call JSONL (repeat for several files)",
+    )
+    parser.add_argument("--tiers", type=Path, required=True, help="tiers TOML file")
+    parser.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    parser.add_argument("--classifier", choices=("logreg", "gbt"), default="logreg")
+    parser.add_argument("--calibration", choices=("isotonic", "sigmoid"), default="isotonic")
+    parser.add_argument(
+        "--held-out-fraction",
+        type=float,
+        default=0.2,
+        help="requests held out for the manifest's metrics (newest when "
+        "timestamps vary, else a stable hash of request_id)",
+    )
+    parser.add_argument(
+        "--quality-target",
+        type=float,
+        default=0.95,
+        help="default fraction of the top tier's quality to aim for",
+    )
+    parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation (logreg)")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--head-tokens", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(handler=run)
+    assert isinstance(parser, argparse.ArgumentParser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train_router
+
+    config = TrainConfig(
+        classifier=args.classifier,
+        calibration=args.calibration,
+        held_out_fraction=args.held_out_fraction,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        head_tokens=args.head_tokens,
+        quality_target=args.quality_target,
+        C=args.C,
+        progress=not args.no_progress,
+    )
+    result = train_router(args.calls, args.tiers, args.out, config)
+    summary = {
+        "artifact": str(args.out),
+        "router_version": result.router.version,
+        "requests": result.n_requests,
+        "newly_embedded": result.n_newly_embedded,
+        "held_out": _headline(result.metrics),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    if not metrics:
+        return {}
+    aware = metrics["routers"]["cost_aware"]
+    hull = metrics["baselines"]["hull"]
+    return {
+        "requests_judged": metrics["requests_judged"],
+        "cost_at_95": aware["cost_at_95"],
+        "hull_cost_at_95": hull["cost_at_95"],
+        "cost_at_90": aware["cost_at_90"],
+        "hull_cost_at_90": hull["cost_at_90"],
+        "apgr": aware["apgr"],
+        "ece": {t: c["ece"] for t, c in metrics["calibration"].items()},
+    }
