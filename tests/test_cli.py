@@ -153,3 +153,31 @@ def test_evaluate_writes_metrics_and_plots(
         assert {"roc_auc", "brier", "ece"} <= set(tier)
     for png in ("cost_quality.png", "reliability.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_split_keeps_each_request_on_one_side(mmlu_calls: Path, tmp_path: Path) -> None:
+    from router_model.calls import read_calls
+
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    assert (
+        main(
+            [
+                "split",
+                "--calls",
+                str(mmlu_calls),
+                "--held-out-fraction",
+                "0.25",
+                "--out-train",
+                str(train),
+                "--out-test",
+                str(test),
+            ]
+        )
+        == 0
+    )
+    train_ids = {c.request_id for c in read_calls(train)}
+    test_ids = {c.request_id for c in read_calls(test)}
+    assert train_ids.isdisjoint(test_ids)
+    assert len(train_ids) + len(test_ids) == 360
+    assert 0.15 < len(test_ids) / 360 < 0.35
+    assert len(read_calls(train)) + len(read_calls(test)) == len(read_calls(mmlu_calls))

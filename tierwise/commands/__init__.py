@@ -6,11 +6,18 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from tierwise.commands import evaluate_cmd, import_cmd, predict_cmd, train_cmd
+from tierwise.commands import (
+    evaluate_cmd,
+    import_cmd,
+    predict_cmd,
+    split_cmd,
+    train_cmd,
+)
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 REGISTRY: tuple[Callable[[Subparsers], argparse.ArgumentParser], ...] = (
     import_cmd.register,
+    split_cmd.register,
     train_cmd.register,
     predict_cmd.register,
     evaluate_cmd.register,
