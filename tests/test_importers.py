@@ -184,7 +184,10 @@ def test_mt_bench_scores_and_conversations() -> None:
     calls = {(c.request_id, c.model): c for c in imported("mt-bench")}
     assert len(calls) == len(judgements) == 320
     for j in judgements:
-        call = calls[(f"mt-bench-{j['question_id']}-turn{j['turn']}", j["model"])]
+        request_id = f"mt-bench-{j['question_id']}-turn{j['turn']}"
+        if j["turn"] == 2:  # each model's turn 2 carries its own first answer
+            request_id += "-" + j["model"].replace("/", "_")
+        call = calls[(request_id, j["model"])]
         turns = questions[j["question_id"]]["turns"]
         assert call.grade == pytest.approx((j["score"] - 1) / 9)
         assert call.grader == "judge:gpt-4"
@@ -321,3 +324,12 @@ def test_mt_bench_bad_judgement(tmp_path: Path, bad: dict[str, Any], field: str 
 def test_mt_bench_missing_question_file(tmp_path: Path) -> None:
     with pytest.raises(DataFileError, match=r"mt_bench_question\.jsonl: file not found"):
         list(import_calls("mt-bench", tmp_path))
+
+
+def test_every_bundled_set_builds_a_request_table() -> None:
+    """Each import joins into one table per set: no request id with two prompts."""
+    from training.dataset import build_table
+
+    for fmt in ("mmlu-pro-wide", "llmrouter", "routellm", "mt-bench"):
+        table = build_table(imported(fmt), ladder(fmt))
+        assert len(table) > 0

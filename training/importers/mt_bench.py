@@ -17,7 +17,10 @@ conversation in FastChat's multi-turn template (a judgement that does not
 quote it that way is an error, since the request could not be rebuilt). The
 graded answer's length, also read from the judge prompt, gives the
 ``output_tokens`` estimate; it is left unset when a turn-1 judge prompt does
-not follow the single-answer template.
+not follow the single-answer template. Since each model's turn-2 request
+carries its own first answer, the two models' turn-2 calls are different
+requests: their ``request_id`` names the model (``mt-bench-<q>-turn2-<model>``),
+while turn 1 is one request answered by both.
 
 A score of -1 is FastChat's mark for a judgement whose rating could not be
 parsed; such rows carry no grade and are skipped (the bundled file has none).
@@ -114,8 +117,11 @@ def _judgement_call(
         messages, answer = _second_turn(judge_prompt, question, where)
     else:
         raise where.error(f"must be 1 or 2, got {turn!r}", "turn")
+    request_id = f"{SOURCE}-{question_id}-turn{turn}"
+    if turn == 2:
+        request_id += "-" + model.replace("/", "_")
     return GradedCall(
-        request_id=f"{SOURCE}-{question_id}-turn{turn}",
+        request_id=request_id,
         timestamp=TIMESTAMP,
         model=model,
         prompt=messages[0].content if len(messages) == 1 else None,
