@@ -36,10 +36,13 @@ def run(args: argparse.Namespace) -> int:
     headline = {
         "report": str(args.report),
         "requests_judged": metrics["requests_judged"],
-        "cost_aware": metrics["routers"]["cost_aware"],
-        "hull": metrics["baselines"]["hull"],
+        **{
+            name: {k: v for k, v in summary.items() if k != "frontier"}
+            for name, summary in (
+                ("cost_aware", metrics["routers"]["cost_aware"]),
+                ("hull", metrics["baselines"]["hull"]),
+            )
+        },
     }
-    headline["hull"] = {k: v for k, v in headline["hull"].items() if k != "frontier"}
-    headline["cost_aware"] = {k: v for k, v in headline["cost_aware"].items() if k != "frontier"}
     print(json.dumps(headline, indent=2))
     return 0
