@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router_model.calls import GradedCall, read_calls
-from router_model.errors import ConfigError
+from router_model.errors import InvalidInputError
 from router_model.features import FEATURE_NAMES, estimate_tokens
 from router_model.manifest import PolicyConfig
 from router_model.router import Router
@@ -112,12 +112,23 @@ def train_on_table(
         table.request_ids, table.timestamps, config.held_out_fraction, config.seed
     )
     pipeline = _fit(X[fit_rows], table.subset(fit_rows), ladder, config)
-    policy = _fit_policy(pipeline, X[fit_rows], table.subset(fit_rows), ladder, config)
+    policy, policy_source = _fit_policy(
+        pipeline, X[fit_rows], table.subset(fit_rows), ladder, config
+    )
     model = build_model(
         embedder.files.onnx_path, pipeline.classifier, pipeline.output_length, len(FEATURE_NAMES)
     )
     manifest = _manifest_fields(
-        ladder, rule, embedder, config, policy, table, fit_rows, data_sha256, n_calls
+        ladder,
+        rule,
+        embedder,
+        config,
+        policy,
+        policy_source,
+        table,
+        fit_rows,
+        data_sha256,
+        n_calls,
     )
     test = table.subset(test_rows)
     router = write_artifact(
@@ -126,7 +137,7 @@ def train_on_table(
         embedder.files.tokenizer_path,
         manifest,
         pipeline,
-        evaluate=(lambda r: heldout_metrics(r, test)) if len(test) else None,
+        evaluate=(lambda r: _heldout_or_reason(r, test)) if len(test) else None,
     )
     return TrainResult(
         router=router,
@@ -134,6 +145,15 @@ def train_on_table(
         n_requests=len(table),
         n_newly_embedded=computed,
     )
+
+
+def _heldout_or_reason(router: Router, test: RequestTable) -> dict[str, Any]:
+    """Held-out metrics, or why there are none (too few requests graded on every tier)."""
+    try:
+        return heldout_metrics(router, test)
+    except InvalidInputError as exc:
+        log.warning("no held-out metrics: %s", exc)
+        return {"skipped": str(exc)}
 
 
 def _fit(
@@ -159,23 +179,35 @@ def _fit_policy(
     table: RequestTable,
     ladder: TierLadder,
     config: TrainConfig,
-) -> PolicyConfig:
-    """λ per quality target from the out-of-fold probabilities of fully graded requests."""
+) -> tuple[PolicyConfig, str]:
+    """λ per quality target, and what it was fitted on.
+
+    With enough requests graded on every tier, λ is fitted on their real
+    grades and costs, routed by out-of-fold probabilities. A call log that
+    grades only the tier that answered has few such requests; then λ is fitted
+    on the model's own expectations (mean P(success) and expected cost of every
+    request), which is weaker, and the manifest says so.
+    """
+    input_tokens = np.array([estimate_tokens(r.text) for r in table.requests])
+    expected = ladder.expected_costs(input_tokens, pipeline.output_length.predict(X))
     rows = table.fully_graded() & ~np.isnan(pipeline.classifier.oof_proba_).any(axis=1)
-    if rows.sum() < MIN_POLICY_ROWS:
-        raise ConfigError(
-            f"only {int(rows.sum())} training requests are graded on every tier; fitting the "
-            f"policy needs at least {MIN_POLICY_ROWS}"
+    if rows.sum() >= MIN_POLICY_ROWS:
+        policy = fit_policy(
+            pipeline.classifier.oof_proba_[rows],
+            expected[rows],
+            table.grades[rows],
+            table.costs[rows],
+            default_quality_target=config.quality_target,
         )
-    input_tokens = np.array([estimate_tokens(r.text) for r in table.requests])[rows]
-    expected = ladder.expected_costs(input_tokens, pipeline.output_length.predict(X[rows]))
-    return fit_policy(
-        pipeline.classifier.oof_proba_[rows],
-        expected,
-        table.grades[rows],
-        table.costs[rows],
-        default_quality_target=config.quality_target,
+        return policy, "held-out grades"
+    log.warning(
+        "only %d requests are graded on every tier; fitting the policy on predicted "
+        "P(success) instead of real grades",
+        int(rows.sum()),
     )
+    p = pipeline.classifier.predict_proba(X)
+    policy = fit_policy(p, expected, p, expected, default_quality_target=config.quality_target)
+    return policy, "predicted P(success)"
 
 
 def _manifest_fields(
@@ -184,6 +216,7 @@ def _manifest_fields(
     embedder: Embedder,
     config: TrainConfig,
     policy: PolicyConfig,
+    policy_source: str,
     table: RequestTable,
     fit_rows: npt.NDArray[np.int64],
     data_sha256: str,
@@ -205,7 +238,7 @@ def _manifest_fields(
             "outputs": ["p_success", "output_tokens"],
         },
         "classifier": {"kind": config.classifier, "calibration": config.calibration},
-        "policy": policy.to_dict(),
+        "policy": {**policy.to_dict(), "fitted_on": policy_source},
         "training": asdict(config),
         "training_data": {
             "sha256": data_sha256,

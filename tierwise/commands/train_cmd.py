@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    if not metrics:
-        return {}
+    if "routers" not in metrics:
+        return metrics
     aware = metrics["routers"]["cost_aware"]
     hull = metrics["baselines"]["hull"]
     return {
