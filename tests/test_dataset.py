@@ -106,3 +106,11 @@ def test_time_split_holds_out_the_newest() -> None:
     kept, held = split_requests(ids, times, 0.3)
     assert sorted(times[held]) == [7, 8, 9]
     assert times[kept].max() < times[held].min()
+
+
+def test_a_few_run_timestamps_do_not_make_a_time_split() -> None:
+    """Several evaluation runs, one timestamp each: hold out a sample of every run."""
+    ids = [f"r{i}" for i in range(1000)]
+    times = np.repeat([1.0, 2.0, 3.0, 4.0], 250)
+    _, held = split_requests(ids, times, 0.2)
+    assert set(times[held]) == {1.0, 2.0, 3.0, 4.0}

@@ -1,10 +1,12 @@
 """Held-out splits by request, and by time when the calls' times vary.
 
 A request's calls always land on one side, so the same prompt is never both
-trained and tested on. When timestamps vary (a real call log), the newest
-requests are held out, as a router is always judged on traffic newer than its
-training data; otherwise (an evaluation run with one timestamp) the split is
-a stable hash of the request id.
+trained and tested on. When timestamps vary (a real call log, where at least
+half the requests have distinct times), the newest requests are held out, as a
+router is always judged on traffic newer than its training data. Otherwise the
+split is a stable hash of the request id: an evaluation run carries one
+timestamp, and a bundle of several runs carries one per run, where "newest"
+would hold out a whole data set instead of a sample of each.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy.typing as npt
 from router_model.errors import ConfigError
 
 IntArray = npt.NDArray[np.int64]
+MIN_DISTINCT_TIME_FRACTION = 0.5
 
 
 def hash_fraction(request_id: str, seed: int = 0) -> float:
@@ -38,7 +41,7 @@ def split_requests(
     n = len(request_ids)
     if held_out_fraction == 0.0 or n == 0:
         return np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if len(np.unique(timestamps)) > 1:
+    if len(np.unique(timestamps)) >= max(2, n * MIN_DISTINCT_TIME_FRACTION):
         order = np.argsort(timestamps, kind="stable")
         n_held = max(1, round(n * held_out_fraction))
         return np.sort(order[: n - n_held]), np.sort(order[n - n_held :])
