@@ -10,6 +10,7 @@ from tierwise.commands import (
     evaluate_cmd,
     import_cmd,
     predict_cmd,
+    serve_cmd,
     split_cmd,
     train_cmd,
 )
@@ -21,4 +22,5 @@ REGISTRY: tuple[Callable[[Subparsers], argparse.ArgumentParser], ...] = (
     train_cmd.register,
     predict_cmd.register,
     evaluate_cmd.register,
+    serve_cmd.register,
 )

@@ -1,0 +1,96 @@
+"""Settings of one server process, fixed at start-up.
+
+Limits protect the server from requests that would tie up a scoring thread
+for no benefit: the router reads at most 256 tokens of a request anyway, but
+tokenising a megabyte of text still costs time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from router_model.errors import ConfigError
+
+DEFAULT_PORT = 50051
+DEFAULT_METRICS_PORT = 9464
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_PROMPT_CHARS = 1_000_000
+DEFAULT_MAX_BATCH_SIZE = 1024
+# Two long prompts, or a few dozen short ones: enough to pay the per-call overhead once
+# for many short calls, small enough that a pass of long prompts stays short and lean.
+DEFAULT_MAX_COALESCE_TOKENS = 512
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def _at_least(minimum: float, **values: float) -> None:
+    for name, value in values.items():
+        if not value >= minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server; larger requests are refused up front."""
+
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        _at_least(1, max_prompt_chars=self.max_prompt_chars, max_batch_size=self.max_batch_size)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``tierwise serve`` can be told; the defaults suit one loopback service.
+
+    ``model`` is a router artifact directory, or a registry directory whose
+    ``current`` entry (a symlink, or a file holding a name) picks the artifact.
+    ``metrics_port`` 0 picks a free port; ``None`` turns the metrics endpoint off.
+    ``reload_interval_s`` 0 turns hot reload off. ``drain_s`` is how long health
+    reports NOT_SERVING before the server stops accepting calls, so that load
+    balancers stop sending traffic first; ``grace_s`` is how long in-flight calls
+    may then take to finish. ``max_coalesce_tokens`` caps the tokens of
+    concurrent calls scored in one pass (0 scores every call on its own).
+    """
+
+    model: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = 0
+    intra_op_threads: int = 1
+    max_coalesce_tokens: int = DEFAULT_MAX_COALESCE_TOKENS
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    limits: Limits = field(default_factory=Limits)
+    metrics_port: int | None = DEFAULT_METRICS_PORT
+    reload_interval_s: float = 5.0
+    drain_s: float = 0.0
+    grace_s: float = 10.0
+    log_prompts: bool = False
+
+    def __post_init__(self) -> None:
+        _at_least(0, workers=self.workers, intra_op_threads=self.intra_op_threads)
+        _at_least(0, max_coalesce_tokens=self.max_coalesce_tokens, port=self.port)
+        _at_least(1024, max_message_bytes=self.max_message_bytes)
+        _at_least(0, reload_interval_s=self.reload_interval_s, drain_s=self.drain_s)
+        _at_least(0, grace_s=self.grace_s)
+        if self.metrics_port is not None:
+            _at_least(0, metrics_port=self.metrics_port)
+        for name, port in (("port", self.port), ("metrics_port", self.metrics_port or 0)):
+            if port > 65535:
+                raise ConfigError(f"{name} must be at most 65535, got {port}")
+
+    @property
+    def worker_threads(self) -> int:
+        return self.workers if self.workers > 0 else default_workers()
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` with IPv6 literals bracketed, as gRPC expects."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"

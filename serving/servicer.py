@@ -1,0 +1,91 @@
+"""The ``tierwise.v1.Router`` service: convert messages, delegate, convert back.
+
+Failures are raised as the project's exceptions and turned into status codes
+by the interceptor (``serving.interceptor``), so no method here sets a code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from router_model.router import Decision, DecisionRequest
+from serving import convert
+from serving._proto.tierwise.v1 import router_pb2 as pb
+from serving.config import Limits
+from serving.logs import fields
+from serving.metrics import Metrics
+from serving.scoring import Scorer
+
+logger = logging.getLogger("tierwise.serving.decisions")
+
+
+class RouterServicer:
+    """Implements the RPCs of ``protos/tierwise/v1/router.proto``."""
+
+    def __init__(
+        self, scorer: Scorer, limits: Limits, metrics: Metrics, log_prompts: bool = False
+    ) -> None:
+        self._scorer = scorer
+        self._limits = limits
+        self._metrics = metrics
+        self._log_prompts = log_prompts
+
+    async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
+        start = time.perf_counter()
+        decision_request = convert.decision_request(request, self._limits)
+        router, [decision] = await self._scorer.decide([decision_request])
+        latency_ms = _ms_since(start)
+        self._record([decision_request], [decision], [request.tags], latency_ms)
+        return convert.predict_response(decision, router.ladder, latency_ms)
+
+    async def PredictBatch(
+        self, request: pb.PredictBatchRequest, context: Any
+    ) -> pb.PredictBatchResponse:
+        start = time.perf_counter()
+        decision_requests = convert.decision_requests(request, self._limits)
+        router, decisions = await self._scorer.decide(decision_requests)
+        latency_ms = _ms_since(start)
+        self._record(decision_requests, decisions, [r.tags for r in request.requests], latency_ms)
+        return pb.PredictBatchResponse(
+            responses=[convert.predict_response(d, router.ladder, latency_ms) for d in decisions],
+            router_version=router.version,
+            server_latency_ms=latency_ms,
+        )
+
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: Any
+    ) -> pb.GetModelInfoResponse:
+        return convert.model_info(self._scorer.model.router)
+
+    def _record(
+        self,
+        requests: Sequence[DecisionRequest],
+        decisions: Sequence[Decision],
+        tags: Sequence[Mapping[str, str]],
+        latency_ms: float,
+    ) -> None:
+        self._metrics.observe_decisions(decisions)
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        for request, decision, request_tags in zip(requests, decisions, tags, strict=True):
+            entry: dict[str, Any] = {
+                "request_id": decision.request_id,
+                "tier": decision.tier,
+                "model": decision.model,
+                "rule": decision.rule,
+                "router_version": decision.router_version,
+                "expected_cost_usd": decision.expected_cost_usd[decision.tier],
+                "prompt_chars": len(request.text.text),
+                "tags": dict(request_tags),
+                "latency_ms": round(latency_ms, 3),
+            }
+            if self._log_prompts:
+                entry["prompt"] = request.text.text
+            logger.info("decision", extra=fields(**entry))
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

@@ -1,0 +1,148 @@
+"""``tierwise serve``: answer ``Predict`` over gRPC until SIGTERM or SIGINT.
+
+Flags map one to one onto ``serving.config.ServerConfig``; the server itself
+is imported only when the command runs, so the rest of the command line works
+without the ``serve`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tierwise.cli import EXIT_MISSING_EXTRA
+
+_SERVE_ONLY = frozenset({"grpc", "grpc_health", "grpc_reflection", "google", "prometheus_client"})
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    from serving.config import (
+        DEFAULT_MAX_BATCH_SIZE,
+        DEFAULT_MAX_COALESCE_TOKENS,
+        DEFAULT_MAX_MESSAGE_BYTES,
+        DEFAULT_MAX_PROMPT_CHARS,
+        DEFAULT_METRICS_PORT,
+        DEFAULT_PORT,
+    )
+
+    parser = sub.add_parser(
+        "serve",
+        help="serve Predict over gRPC (see docs/serving.md)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="router artifact directory, or a registry directory with a 'current' entry",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="scoring threads; 0 means one per CPU core"
+    )
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=1, help="onnxruntime threads per scoring call"
+    )
+    parser.add_argument(
+        "--max-coalesce-tokens",
+        type=int,
+        default=DEFAULT_MAX_COALESCE_TOKENS,
+        help="most tokens of concurrent calls scored in one pass; 0 turns coalescing off",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        help="largest gRPC message in either direction (gRPC refuses larger ones itself)",
+    )
+    parser.add_argument(
+        "--max-prompt-chars",
+        type=int,
+        default=DEFAULT_MAX_PROMPT_CHARS,
+        help="longer requests are refused with INVALID_ARGUMENT",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=DEFAULT_MAX_BATCH_SIZE,
+        help="PredictBatch calls with more requests are refused with INVALID_ARGUMENT",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help="Prometheus /metrics port; 0 picks a free port",
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    parser.add_argument(
+        "--reload-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often to look for a new artifact; 0 turns hot reload off",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on shutdown, report NOT_SERVING this long before refusing calls",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on shutdown, time in-flight calls get to finish",
+    )
+    parser.add_argument(
+        "--log-prompts", action="store_true", help="include prompt text in decision logs"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning"),
+        help="info logs one line per decision",
+    )
+    parser.set_defaults(handler=run)
+    assert isinstance(parser, argparse.ArgumentParser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import asyncio
+
+        from serving import logs
+        from serving.config import Limits, ServerConfig
+        from serving.server import serve
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in _SERVE_ONLY:
+            print(
+                f"tierwise serve: needs the serving dependencies (missing module '{exc.name}'); "
+                "install them with: pip install 'tierwise[serve]'",
+                file=sys.stderr,
+            )
+            return EXIT_MISSING_EXTRA
+        raise
+    config = ServerConfig(
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        intra_op_threads=args.intra_op_threads,
+        max_coalesce_tokens=args.max_coalesce_tokens,
+        max_message_bytes=args.max_message_bytes,
+        limits=Limits(max_prompt_chars=args.max_prompt_chars, max_batch_size=args.max_batch_size),
+        metrics_port=None if args.no_metrics else args.metrics_port,
+        reload_interval_s=args.reload_interval,
+        drain_s=args.drain,
+        grace_s=args.grace,
+        log_prompts=args.log_prompts,
+    )
+    logs.configure(args.log_level.upper())
+    asyncio.run(serve(config))
+    return 0
