@@ -9,6 +9,7 @@ from typing import Any
 from tierwise.commands import (
     evaluate_cmd,
     import_cmd,
+    logs_cmd,
     predict_cmd,
     serve_cmd,
     split_cmd,
@@ -23,4 +24,5 @@ REGISTRY: tuple[Callable[[Subparsers], argparse.ArgumentParser], ...] = (
     predict_cmd.register,
     evaluate_cmd.register,
     serve_cmd.register,
+    logs_cmd.register,
 )
