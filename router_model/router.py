@@ -27,7 +27,7 @@ from router_model.manifest import (
     SCALAR_FEATURES,
     Manifest,
 )
-from router_model.text import RequestText
+from router_model.text import Message, RequestText
 from router_model.tiers import TierLadder
 from router_model.tokenize import RequestTokenizer, pad
 
@@ -46,11 +46,16 @@ class Scores:
 
 @dataclass(frozen=True)
 class DecisionRequest:
+    """One request to decide. ``messages``/``system`` keep the request as sent, for
+    deciders that forward it elsewhere (a remote router) rather than score ``text``."""
+
     text: RequestText
     request_id: str | None = None
     quality_target: float | None = None
     max_cost_usd: float | None = None
     rule: str | None = None
+    messages: tuple[Message, ...] = ()
+    system: str | None = None
 
 
 @dataclass(frozen=True)

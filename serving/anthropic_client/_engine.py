@@ -83,6 +83,8 @@ class RequestRun:
             request_id=self.request_id,
             quality_target=options.quality_target,
             max_cost_usd=options.max_cost_usd,
+            messages=tuple(self.messages),
+            system=self.system,
         )
         self.decision: Decision | None = None
         self._routed_tier: str | None = None
