@@ -11,6 +11,8 @@ from tierwise.commands import (
     import_cmd,
     logs_cmd,
     predict_cmd,
+    registry_cmd,
+    retrain_cmd,
     serve_cmd,
     split_cmd,
     train_cmd,
@@ -25,4 +27,6 @@ REGISTRY: tuple[Callable[[Subparsers], argparse.ArgumentParser], ...] = (
     evaluate_cmd.register,
     serve_cmd.register,
     logs_cmd.register,
+    registry_cmd.register,
+    retrain_cmd.register,
 )
