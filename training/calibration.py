@@ -40,17 +40,21 @@ class Calibrator:
         return np.asarray(np.interp(margins, self.knots_x, self.knots_y))
 
 
-def fit_calibrator(method: str, margins: FloatArray, labels: FloatArray) -> Calibrator:
+def fit_calibrator(
+    method: str, margins: FloatArray, labels: FloatArray, weights: FloatArray | None = None
+) -> Calibrator:
     """Fit on held-out margins; a single-class tier gets a constant calibrator."""
     if method not in METHODS:
         raise ConfigError(f"unknown calibration {method!r}; choose one of {list(METHODS)}")
-    rate = float(np.mean(labels))
+    rate = float(np.average(labels, weights=weights))
     if rate in (0.0, 1.0):
         return _constant(method, rate)
     if method == "sigmoid":
-        platt = LogisticRegression(C=1e6, max_iter=1000).fit(margins.reshape(-1, 1), labels)
+        platt = LogisticRegression(C=1e6, max_iter=1000)
+        platt.fit(margins.reshape(-1, 1), labels, sample_weight=weights)
         return Calibrator("sigmoid", a=float(platt.coef_[0, 0]), b=float(platt.intercept_[0]))
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margins, labels)
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+    iso.fit(margins, labels, sample_weight=weights)
     return Calibrator(
         "isotonic",
         knots_x=tuple(float(x) for x in iso.X_thresholds_),

@@ -64,9 +64,17 @@ class TierSuccessClassifier:
         self.progress = progress
 
     def fit(
-        self, X: npt.NDArray[np.float32], Y: FloatArray, classes: Sequence[str]
+        self,
+        X: npt.NDArray[np.float32],
+        Y: FloatArray,
+        classes: Sequence[str],
+        sample_weight: FloatArray | None = None,
     ) -> TierSuccessClassifier:
-        """Fit every tier on its labelled rows; ``classes`` names the columns of Y."""
+        """Fit every tier on its labelled rows; ``classes`` names the columns of Y.
+
+        ``sample_weight`` ([N, T], e.g. inverse propensities of logged calls)
+        weighs each labelled cell in the base model and in its calibrator.
+        """
         if Y.shape[1] != len(classes):
             raise ConfigError(f"{Y.shape[1]} label columns for {len(classes)} tiers")
         self.classes_ = tuple(classes)
@@ -82,11 +90,12 @@ class TierSuccessClassifier:
         for t, _ in enumerate(bar):
             rows = ~np.isnan(Y[:, t])
             labels = Y[rows, t].astype(np.int64)
-            oof = self._out_of_fold_margins(X[rows], labels)
-            calibrator = fit_calibrator(self.calibration, oof, labels.astype(np.float64))
+            weights = None if sample_weight is None else sample_weight[rows, t]
+            oof = self._out_of_fold_margins(X[rows], labels, weights)
+            calibrator = fit_calibrator(self.calibration, oof, labels.astype(np.float64), weights)
             self.calibrators_.append(calibrator)
             self.oof_proba_[rows, t] = calibrator(oof)
-            self.models_.append(self._fit_base(X[rows], labels))
+            self.models_.append(self._fit_base(X[rows], labels, weights))
         return self
 
     def decision_function(self, X: npt.NDArray[np.float32]) -> FloatArray:
@@ -105,7 +114,10 @@ class TierSuccessClassifier:
         return [m for m in self.models_ if isinstance(m, LinearMargin)]
 
     def _out_of_fold_margins(
-        self, X: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
+        self,
+        X: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        weights: FloatArray | None = None,
     ) -> FloatArray:
         margins = np.zeros(len(labels))
         if len(np.unique(labels)) < 2:
@@ -115,27 +127,42 @@ class TierSuccessClassifier:
             return margins
         splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
         for fit_rows, held_rows in splitter.split(X, labels):
-            model = self._fit_base(X[fit_rows], labels[fit_rows])
+            fold_weights = None if weights is None else weights[fit_rows]
+            model = self._fit_base(X[fit_rows], labels[fit_rows], fold_weights)
             margins[held_rows] = self._margin(model, X[held_rows])
         return margins
 
-    def _fit_base(self, X: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> object:
+    def _fit_base(
+        self,
+        X: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        weights: FloatArray | None = None,
+    ) -> object:
         if len(np.unique(labels)) < 2:
             return LinearMargin(np.zeros(X.shape[1]), 0.0)
         if self.kind == "logreg":
-            return self._fit_logreg(X, labels)
-        return self._fit_gbt(X, labels)
+            return self._fit_logreg(X, labels, weights)
+        return self._fit_gbt(X, labels, weights)
 
     def _fit_logreg(
-        self, X: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
+        self,
+        X: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        weights: FloatArray | None,
     ) -> LinearMargin:
         standardised = (X.astype(np.float64) - self.mean_) / self.scale_
-        model = LogisticRegression(C=self.C, max_iter=2000).fit(standardised, labels)
+        model = LogisticRegression(C=self.C, max_iter=2000)
+        model.fit(standardised, labels, sample_weight=weights)
         weights = model.coef_[0] / self.scale_
         bias = float(model.intercept_[0] - np.dot(model.coef_[0], self.mean_ / self.scale_))
         return LinearMargin(weights=weights, bias=bias)
 
-    def _fit_gbt(self, X: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> object:
+    def _fit_gbt(
+        self,
+        X: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        weights: FloatArray | None,
+    ) -> object:
         from lightgbm import LGBMClassifier
 
         model = LGBMClassifier(
@@ -150,7 +177,7 @@ class TierSuccessClassifier:
             n_jobs=2,
             verbose=-1,
         )
-        return model.fit(X, labels)
+        return model.fit(X, labels, sample_weight=weights)
 
     @staticmethod
     def _margin(model: object, X: npt.NDArray[np.float32]) -> FloatArray:

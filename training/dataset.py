@@ -23,6 +23,7 @@ from router_model.text import RequestText
 from router_model.tiers import Tier, TierLadder
 
 FloatArray = npt.NDArray[np.float64]
+MAX_WEIGHT = 50.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class RequestTable:
     costs: FloatArray
     output_tokens: FloatArray
     sources: tuple[str, ...]
+    weights: FloatArray | None = None
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -54,6 +56,7 @@ class RequestTable:
             costs=self.costs[index],
             output_tokens=self.output_tokens[index],
             sources=tuple(self.sources[i] for i in index),
+            weights=None if self.weights is None else self.weights[index],
         )
 
     def fully_graded(self) -> npt.NDArray[np.bool_]:
@@ -68,6 +71,7 @@ class _Row:
     timestamp: float
     source: str
     grades: list[list[float]]
+    weights: list[list[float]]
     usage: list[list[_Usage]]
     output_tokens: list[list[float]]
 
@@ -97,6 +101,7 @@ def build_table(calls: Iterable[GradedCall], ladder: TierLadder) -> RequestTable
         row.timestamp = min(row.timestamp, call.timestamp.timestamp())
         if call.grade is not None:
             row.grades[column].append(call.grade)
+            row.weights[column].append(propensity_weight(call))
         if call.output_tokens is not None:
             row.output_tokens[column].append(float(call.output_tokens))
         row.usage[column].append(
@@ -111,6 +116,21 @@ def build_table(calls: Iterable[GradedCall], ladder: TierLadder) -> RequestTable
     table = _to_arrays(rows, ladder)
     _require_graded_tiers(table, ladder)
     return table
+
+
+def propensity_weight(call: GradedCall) -> float:
+    """1 / P(this tier was chosen), from the logged decision; 1 when none was logged.
+
+    Only the first attempt of a routed request carries a propensity: later
+    attempts were chosen by escalation, which depends on the answer, not on
+    the router. Weights are capped at ``MAX_WEIGHT`` so that one rarely
+    explored call cannot dominate a tier.
+    """
+    decision = call.extra.get("decision")
+    propensity = decision.get("propensity") if isinstance(decision, dict) else None
+    if not isinstance(propensity, int | float) or isinstance(propensity, bool) or propensity <= 0:
+        return 1.0
+    return float(min(1.0 / propensity, MAX_WEIGHT))
 
 
 def data_fingerprint(calls: Iterable[GradedCall]) -> str:
@@ -153,6 +173,7 @@ def _new_row(call: GradedCall, n_tiers: int) -> _Row:
         timestamp=call.timestamp.timestamp(),
         source=call.tags.get("source", ""),
         grades=[[] for _ in range(n_tiers)],
+        weights=[[] for _ in range(n_tiers)],
         usage=[[] for _ in range(n_tiers)],
         output_tokens=[[] for _ in range(n_tiers)],
     )
@@ -186,6 +207,7 @@ def _to_arrays(rows: dict[str, _Row], ladder: TierLadder) -> RequestTable:
         requests=tuple(r.request for r in rows.values()),
         timestamps=np.array([r.timestamp for r in rows.values()], dtype=np.float64),
         grades=matrix([r.grades for r in rows.values()]),
+        weights=matrix([r.weights for r in rows.values()]),
         costs=costs,
         output_tokens=output_tokens,
         sources=tuple(r.source for r in rows.values()),

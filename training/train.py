@@ -166,7 +166,7 @@ def _fit(
         C=config.C,
         random_state=config.seed,
         progress=config.progress,
-    ).fit(X, success.astype(np.float64), ladder.names)
+    ).fit(X, success.astype(np.float64), ladder.names, sample_weight=table.weights)
     lengths = fit_output_length(X, table.output_tokens)
     return FittedPipeline(
         classifier, lengths, (*(f"emb{i}" for i in range(EMBEDDING_DIM)), *FEATURE_NAMES), config

@@ -21,6 +21,7 @@ from serving.anthropic_client.escalation import (
     RegexValidator,
     Validator,
 )
+from serving.anthropic_client.exploration import EXPLORE, Exploration
 from serving.anthropic_client.judge import AsyncJudge, Judge, JudgeBatch, Verdict
 from serving.anthropic_client.logging_calls import CallLogger, CallSink, MemorySink
 from serving.anthropic_client.metrics import RoutingMetrics
@@ -32,6 +33,7 @@ __all__ = [
     "BUDGET_DOWNGRADE",
     "CONFIDENCE_GATE",
     "EXPLICIT_MODEL",
+    "EXPLORE",
     "AsyncDecider",
     "AsyncJudge",
     "AsyncRoutedAnthropic",
@@ -43,6 +45,7 @@ __all__ = [
     "Decider",
     "DecisionCache",
     "Escalation",
+    "Exploration",
     "InProcessDecider",
     "JsonSchemaValidator",
     "Judge",

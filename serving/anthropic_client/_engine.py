@@ -31,6 +31,7 @@ from serving.anthropic_client.escalation import (
     handoff_instruction,
     with_instructions,
 )
+from serving.anthropic_client.exploration import Exploration
 from serving.anthropic_client.judge import Verdict, with_verdict
 from serving.anthropic_client.logging_calls import CallLogger, build_call, decision_record
 from serving.anthropic_client.metrics import RoutingMetrics
@@ -49,6 +50,7 @@ class Safeguards:
     cache: DecisionCache | None = None
     logger: CallLogger = field(default_factory=lambda: CallLogger(None))
     metrics: RoutingMetrics = field(default_factory=RoutingMetrics)
+    exploration: Exploration | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class RequestRun:
         self.decision: Decision | None = None
         self._routed_tier: str | None = None
         self._cached = False
+        self._propensity: float | None = None
         self._explicit = options.model not in (None, AUTO)
         self._next: int | None = None
         self._handoff: tuple[str, str] | None = None
@@ -118,6 +121,10 @@ class RequestRun:
         if guards.budget is not None:
             decision = guards.budget.adjust(
                 decision, guards.ladder, self._options.tags, critical=self._options.critical
+            )
+        if guards.exploration is not None:
+            decision, self._propensity = guards.exploration.apply(
+                decision, guards.ladder, critical=self._options.critical
             )
         self.decision = decision
         self._next = guards.ladder.index(decision.tier)
@@ -254,7 +261,9 @@ class RequestRun:
         handoff and gate instructions are implementation details of serving.
         """
         extra: dict[str, Any] = {
-            "decision": decision_record(self.decision, self._routed_tier),
+            "decision": decision_record(
+                self.decision, self._routed_tier, self._propensity if attempt.number == 1 else None
+            ),
             "attempt": attempt.number,
             "answer": attempt.answer,
         }

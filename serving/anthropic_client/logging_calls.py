@@ -103,8 +103,11 @@ def build_call(
     )
 
 
-def decision_record(decision: Decision | None, routed_tier: str | None) -> dict[str, Any] | None:
-    """The decision as logged with each attempt; ``routed_tier`` when the budget moved it."""
+def decision_record(
+    decision: Decision | None, routed_tier: str | None, propensity: float | None = None
+) -> dict[str, Any] | None:
+    """The decision as logged with each attempt; ``routed_tier`` when the budget moved it,
+    ``propensity`` (the probability the answering tier was chosen) when exploring."""
     if decision is None:
         return None
     out: dict[str, Any] = {
@@ -115,4 +118,6 @@ def decision_record(decision: Decision | None, routed_tier: str | None) -> dict[
     }
     if routed_tier is not None and routed_tier != decision.tier:
         out["routed_tier"] = routed_tier
+    if propensity is not None:
+        out["propensity"] = propensity
     return out

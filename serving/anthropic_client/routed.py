@@ -24,6 +24,7 @@ from serving.anthropic_client.budget import BudgetGuard
 from serving.anthropic_client.cache import DecisionCache
 from serving.anthropic_client.deciders import Decider
 from serving.anthropic_client.escalation import Escalation
+from serving.anthropic_client.exploration import Exploration
 from serving.anthropic_client.judge import Judge
 from serving.anthropic_client.logging_calls import CallLogger, CallSink
 from serving.anthropic_client.metrics import RoutingMetrics
@@ -53,6 +54,7 @@ class RoutedAnthropic:
         metrics: RoutingMetrics | None = None,
         judge: Judge | None = None,
         max_retries: int | None = None,
+        exploration: Exploration | None = None,
     ) -> None:
         if client is None:
             import anthropic
@@ -70,6 +72,7 @@ class RoutedAnthropic:
             cache=cache,
             logger=CallLogger(log),
             metrics=metrics or RoutingMetrics(),
+            exploration=exploration,
         )
         self.messages = RoutedMessages(self)
 

@@ -18,6 +18,7 @@ from serving.anthropic_client.budget import BudgetGuard
 from serving.anthropic_client.cache import DecisionCache
 from serving.anthropic_client.deciders import AsyncDecider, Decider, as_async
 from serving.anthropic_client.escalation import Escalation
+from serving.anthropic_client.exploration import Exploration
 from serving.anthropic_client.judge import AsyncJudge
 from serving.anthropic_client.logging_calls import CallLogger, CallSink
 from serving.anthropic_client.metrics import RoutingMetrics
@@ -42,6 +43,7 @@ class AsyncRoutedAnthropic:
         metrics: RoutingMetrics | None = None,
         judge: AsyncJudge | None = None,
         max_retries: int | None = None,
+        exploration: Exploration | None = None,
     ) -> None:
         if client is None:
             import anthropic
@@ -59,6 +61,7 @@ class AsyncRoutedAnthropic:
             cache=cache,
             logger=CallLogger(log),
             metrics=metrics or RoutingMetrics(),
+            exploration=exploration,
         )
         self.messages = AsyncRoutedMessages(self)
 
