@@ -56,6 +56,9 @@ class ServerConfig:
     balancers stop sending traffic first; ``grace_s`` is how long in-flight calls
     may then take to finish. ``max_coalesce_tokens`` caps the tokens of
     concurrent calls scored in one pass (0 scores every call on its own).
+    ``challenger`` is a second artifact directory decided in shadow, off the
+    request path, with both decisions written to the ``shadow_log`` store URL;
+    ``shadow_queue`` bounds the requests waiting for it (docs/shadow-mode.md).
     """
 
     model: Path
@@ -71,8 +74,14 @@ class ServerConfig:
     drain_s: float = 0.0
     grace_s: float = 10.0
     log_prompts: bool = False
+    challenger: Path | None = None
+    shadow_log: str | None = None
+    shadow_queue: int = 1000
 
     def __post_init__(self) -> None:
+        if self.challenger is not None and not self.shadow_log:
+            raise ConfigError("a challenger needs a shadow log (a call-log store URL)")
+        _at_least(1, shadow_queue=self.shadow_queue)
         _at_least(0, workers=self.workers, intra_op_threads=self.intra_op_threads)
         _at_least(0, max_coalesce_tokens=self.max_coalesce_tokens, port=self.port)
         _at_least(1024, max_message_bytes=self.max_message_bytes)

@@ -24,6 +24,7 @@ from router_model.errors import ConfigError
 from router_model.router import Router
 from serving import reloader
 from serving._proto.tierwise.v1 import router_pb2, router_pb2_grpc
+from serving.calllog import CallLogStore, CallLogWriter, open_store
 from serving.config import ServerConfig, host_port
 from serving.interceptor import StatusInterceptor
 from serving.logs import fields
@@ -31,6 +32,7 @@ from serving.metrics import Metrics
 from serving.model import RouterModel
 from serving.scoring import Scorer
 from serving.servicer import RouterServicer
+from serving.shadow.server_side import ShadowScorer
 
 logger = logging.getLogger("tierwise.serving")
 
@@ -56,6 +58,17 @@ class TierwiseServer:
         self._server: grpc.aio.Server | None = None
         self._stop_watching = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        self.shadow: ShadowScorer | None = None
+        self._shadow_store: CallLogStore | None = None
+        if config.challenger is not None and config.shadow_log:
+            self._shadow_store = open_store(config.shadow_log)
+            self.shadow = ShadowScorer(
+                config.challenger,
+                CallLogWriter(self._shadow_store),
+                self.metrics.registry,
+                config.shadow_queue,
+                config.intra_op_threads,
+            )
 
     async def start(self) -> int:
         """Open the port with health NOT_SERVING; returns the bound port."""
@@ -69,7 +82,9 @@ class TierwiseServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        servicer = RouterServicer(self._scorer, config.limits, self.metrics, config.log_prompts)
+        servicer = RouterServicer(
+            self._scorer, config.limits, self.metrics, config.log_prompts, self.shadow
+        )
         router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -100,6 +115,15 @@ class TierwiseServer:
         """Load and validate the router, then report SERVING and start watching for changes."""
         router = await asyncio.to_thread(self.model.load)
         self._on_swap(router)
+        if self.shadow is not None and self.shadow.router is None:
+            challenger = await asyncio.to_thread(self.shadow.load)
+            logger.info(
+                "shadowing",
+                extra=fields(
+                    challenger_version=challenger.version,
+                    directory=str(challenger.directory),
+                ),
+            )
         await self._set_health(_SERVING)
         logger.info(
             "serving",
@@ -136,6 +160,10 @@ class TierwiseServer:
         if self._server is not None:
             await self._server.stop(grace)
         await asyncio.to_thread(self._scorer.close)
+        if self.shadow is not None:
+            await asyncio.to_thread(self.shadow.close, grace)
+        if self._shadow_store is not None:
+            self._shadow_store.close()
         self.metrics.stop_http()
         logger.info("stopped")
 

@@ -18,6 +18,7 @@ from serving.config import Limits
 from serving.logs import fields
 from serving.metrics import Metrics
 from serving.scoring import Scorer
+from serving.shadow.server_side import ShadowScorer
 
 logger = logging.getLogger("tierwise.serving.decisions")
 
@@ -26,9 +27,15 @@ class RouterServicer:
     """Implements the RPCs of ``protos/tierwise/v1/router.proto``."""
 
     def __init__(
-        self, scorer: Scorer, limits: Limits, metrics: Metrics, log_prompts: bool = False
+        self,
+        scorer: Scorer,
+        limits: Limits,
+        metrics: Metrics,
+        log_prompts: bool = False,
+        shadow: ShadowScorer | None = None,
     ) -> None:
         self._scorer = scorer
+        self._shadow = shadow
         self._limits = limits
         self._metrics = metrics
         self._log_prompts = log_prompts
@@ -39,6 +46,8 @@ class RouterServicer:
         router, [decision] = await self._scorer.decide([decision_request])
         latency_ms = _ms_since(start)
         self._record([decision_request], [decision], [request.tags], latency_ms)
+        if self._shadow is not None:
+            self._shadow.offer([decision_request], [decision])
         return convert.predict_response(decision, router.ladder, latency_ms)
 
     async def PredictBatch(
@@ -49,6 +58,8 @@ class RouterServicer:
         router, decisions = await self._scorer.decide(decision_requests)
         latency_ms = _ms_since(start)
         self._record(decision_requests, decisions, [r.tags for r in request.requests], latency_ms)
+        if self._shadow is not None:
+            self._shadow.offer(decision_requests, decisions)
         return pb.PredictBatchResponse(
             responses=[convert.predict_response(d, router.ladder, latency_ms) for d in decisions],
             router_version=router.version,

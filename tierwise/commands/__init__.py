@@ -14,6 +14,7 @@ from tierwise.commands import (
     registry_cmd,
     retrain_cmd,
     serve_cmd,
+    shadow_cmd,
     split_cmd,
     train_cmd,
 )
@@ -29,4 +30,5 @@ REGISTRY: tuple[Callable[[Subparsers], argparse.ArgumentParser], ...] = (
     logs_cmd.register,
     registry_cmd.register,
     retrain_cmd.register,
+    shadow_cmd.register,
 )

@@ -102,6 +102,22 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--log-prompts", action="store_true", help="include prompt text in decision logs"
     )
     parser.add_argument(
+        "--challenger",
+        type=Path,
+        help="second artifact directory decided in shadow; its decisions are logged, never served",
+    )
+    parser.add_argument(
+        "--shadow-log",
+        metavar="URL",
+        help="call-log store URL for shadow decisions (needed with --challenger)",
+    )
+    parser.add_argument(
+        "--shadow-queue",
+        type=int,
+        default=1000,
+        help="requests waiting for the challenger; more are dropped and counted",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=("debug", "info", "warning"),
@@ -142,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
         drain_s=args.drain,
         grace_s=args.grace,
         log_prompts=args.log_prompts,
+        challenger=args.challenger,
+        shadow_log=args.shadow_log,
+        shadow_queue=args.shadow_queue,
     )
     logs.configure(args.log_level.upper())
     asyncio.run(serve(config))
