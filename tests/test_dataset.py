@@ -114,3 +114,23 @@ def test_a_few_run_timestamps_do_not_make_a_time_split() -> None:
     times = np.repeat([1.0, 2.0, 3.0, 4.0], 250)
     _, held = split_requests(ids, times, 0.2)
     assert set(times[held]) == {1.0, 2.0, 3.0, 4.0}
+
+
+def test_shadow_decisions_are_not_training_data(tmp_path: Path) -> None:
+    from router_model.router import Decision
+    from serving.shadow.records import shadow_record
+
+    decision = Decision(
+        request_id="a",
+        tier="large",
+        model="l-1",
+        rule="cost_aware",
+        p_success={"small": 0.4, "large": 0.8},
+        expected_cost_usd={"small": 0.001, "large": 0.01},
+        router_version="v2",
+    )
+    answered = read_calls(_file(tmp_path, [_call("a", "s-1", 1.0), _call("a", "l-1", 0.0)]))
+    shadow = shadow_record(decision, request_id="a", router="challenger")
+    table = build_table([*answered, shadow], LADDER)
+    assert table.request_ids == ("a",)
+    np.testing.assert_array_equal(table.grades, [[1.0, 0.0]])

@@ -21,6 +21,7 @@ from router_model.errors import ConfigError, DataFileError, InvalidInputError
 from router_model.features import estimate_tokens
 from router_model.text import RequestText
 from router_model.tiers import Tier, TierLadder
+from serving.shadow.records import is_shadow
 
 FloatArray = npt.NDArray[np.float64]
 MAX_WEIGHT = 50.0
@@ -90,6 +91,8 @@ def build_table(calls: Iterable[GradedCall], ladder: TierLadder) -> RequestTable
     n_tiers = len(ladder)
     rows: dict[str, _Row] = {}
     for call in calls:
+        if is_shadow(call):  # a decision that was never answered carries no label
+            continue
         column = _tier_column(call, ladder)
         row = rows.get(call.request_id)
         if row is None:

@@ -31,6 +31,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
     export.add_argument("--since", help=f"first call time, inclusive: {_TIME_HELP}")
     export.add_argument("--until", help=f"last call time, exclusive: {_TIME_HELP}")
     export.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    export.add_argument(
+        "--include-shadow",
+        action="store_true",
+        help="also export shadow decisions (never answered; skipped by default)",
+    )
     export.set_defaults(handler=run_export)
 
     feedback = actions.add_parser("feedback", help="grade the logged calls of one request")
@@ -63,6 +68,7 @@ def parse_time(value: str, now: datetime, option: str) -> datetime:
 def run_export(args: argparse.Namespace) -> int:
     from router_model.calls import dump_calls
     from serving.calllog import default_store_url, open_store
+    from serving.shadow.records import is_shadow
 
     now = datetime.now(UTC)
     since = parse_time(args.since, now, "--since") if args.since else None
@@ -75,7 +81,10 @@ def run_export(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with staging.open("w", encoding="utf-8") as handle:
-            count = dump_calls(handle, store.iter_calls(since=since, until=until))
+            calls = store.iter_calls(since=since, until=until)
+            if not args.include_shadow:  # decisions that were never answered: not training data
+                calls = (c for c in calls if not is_shadow(c))
+            count = dump_calls(handle, calls)
         staging.replace(out)
     finally:
         staging.unlink(missing_ok=True)
