@@ -7,13 +7,15 @@ the data set's real grades say. A validator grades each answer, a wrong answer
 escalates to the next tier up, and a share of traffic is explored, so the log
 fills with labels. ``tierwise retrain`` then trains a challenger on the first
 three weeks and compares it with the current router on the fourth: a
-challenger trained on sound logs is promoted, one trained on logs whose grades
-were corrupted is rejected, and the server switches to the promoted router
-under traffic without a failed call.
+challenger trained on logs whose grades were corrupted is rejected (and, run
+in shadow beside the current router, shows up in ``tierwise shadow-report``),
+one trained on sound logs is promoted, and the server switches to the
+promoted router under traffic without a failed call.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -123,6 +125,48 @@ def _flip_training_weeks(url: str, out: Path) -> str:
     return "sqlite:///" + str(out)
 
 
+def _shadow_the_challenger(
+    tmp_path: Path, registry: Registry, current: str, questions: list[str]
+) -> None:
+    """Serve the current router with the rejected challenger in shadow, then report."""
+    (challenger,) = [v.version for v in registry.versions() if v.version != current]
+    shadow_url = "sqlite:///" + str(tmp_path / "shadow.db")
+    config = server_config(
+        registry.artifact_dir(current),
+        challenger=registry.artifact_dir(challenger),
+        shadow_log=shadow_url,
+    )
+    server = ServerThread(config).load()
+    try:
+        with TierwiseClient(server.target, timeout=30) as client:
+            for i, question in enumerate(questions):
+                client.predict(question, request_id=f"shadowed-{i}")
+        shadow = server.server.shadow
+        assert shadow is not None and shadow.flush(30)
+    finally:
+        server.close()
+    report_dir = tmp_path / "shadow-report"
+    assert (
+        main(
+            [
+                "shadow-report",
+                "--store",
+                shadow_url,
+                "--since",
+                "1d",
+                "--report",
+                str(report_dir),
+                "--bootstraps",
+                "200",
+            ]
+        )
+        == 0
+    )
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["agreement"] and set(report["spend"]) >= {"current", "challenger"}
+    assert "drift" in report
+
+
 def test_weeks_of_traffic_retrain_promote_and_reject(
     tmp_path: Path, mmlu_calls: Path, mmlu_tiers: Path, fake: FakeAnthropic
 ) -> None:
@@ -180,6 +224,7 @@ def test_weeks_of_traffic_retrain_promote_and_reject(
         )
         assert rejected == 4
         assert registry.current() == first
+        _shadow_the_challenger(tmp_path, registry, first, questions[:40])
 
         # Predicts keep flowing while the sound challenger is trained and promoted.
         stop, failures, versions = threading.Event(), [], set()
