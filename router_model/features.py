@@ -43,9 +43,14 @@ _OPTION = re.compile(r"^\s*\(?[A-J][.)]\s", re.MULTILINE)
 _CODE_SYMBOLS = frozenset("{}()[];=<>_")
 
 
+def tokens_for_chars(chars: int) -> int:
+    """The one chars→tokens rule (≈ 4 characters per token) used wherever only text is known."""
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
 def estimate_tokens(text: str) -> int:
-    """Provider-neutral input-token estimate used for expected costs (≈ 4 chars/token)."""
-    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+    """Provider-neutral input-token estimate used for expected costs; at least one token."""
+    return max(1, tokens_for_chars(len(text)))
 
 
 def scalar_features(requests: Sequence[RequestText]) -> npt.NDArray[np.float32]:

@@ -48,9 +48,10 @@ class Evaluation:
     calibration: CalibrationReport
 
 
-def router_curves(router: Router, table: RequestTable, scores: Scores) -> dict[str, Curve]:
+def router_curves(
+    router: Router, table: RequestTable, scores: Scores, expected: FloatArray
+) -> dict[str, Curve]:
     """Cost–quality curves of both rules over their whole control range."""
-    expected = router.expected_costs(scores)
     cost_norm = expected / router.manifest.policy.reference_cost_usd
     aware = policy.cost_aware_choices(scores.p_success, cost_norm, LAMBDA_GRID)
     threshold = np.stack([policy.threshold_choices(scores.p_success, q)[0] for q in THRESHOLD_GRID])
@@ -61,11 +62,11 @@ def router_curves(router: Router, table: RequestTable, scores: Scores) -> dict[s
 
 
 def _default_point(
-    router: Router, table: RequestTable, scores: Scores, reference: Reference
+    router: Router, table: RequestTable, scores: Scores, expected: FloatArray, reference: Reference
 ) -> dict[str, Any]:
     """What the shipped default (rule and quality target) realises on this split."""
     config = router.manifest.policy
-    chosen, _ = policy.decide(scores.p_success, router.expected_costs(scores), config)
+    chosen, _ = policy.decide(scores.p_success, expected, config)
     rows = np.arange(len(table))
     quality = float(table.grades[rows, chosen].mean())
     cost = float(table.costs[rows, chosen].mean())
@@ -94,7 +95,8 @@ def evaluate(router: Router, table: RequestTable, *, detailed: bool = True) -> E
     """Every metric of one held-out split; ``detailed`` adds frontiers and reliability bins."""
     judged = judged_subset(table)
     scores = router.score(judged.requests)
-    curves = router_curves(router, judged, scores)
+    expected = router.expected_costs(scores)
+    curves = router_curves(router, judged, scores, expected)
     baselines = compute_baselines(
         judged.grades, judged.costs, router.ladder.pass_grade, router.ladder.names
     )
@@ -115,7 +117,7 @@ def evaluate(router: Router, table: RequestTable, *, detailed: bool = True) -> E
         "tiers": list(router.ladder.names),
         "reference": reference.to_dict(),
         "routers": {name: summary(c) for name, c in curves.items()},
-        "default_operating_point": _default_point(router, judged, scores, reference),
+        "default_operating_point": _default_point(router, judged, scores, expected, reference),
         "baselines": {
             name: (s.to_dict() if detailed else _compact(s.to_dict()))
             for name, s in baseline_summaries.items()

@@ -24,7 +24,6 @@ from router_model.errors import DataFileError
 from router_model.tiers import TierLadder
 
 GZIP_MAGIC = b"\x1f\x8b"
-CHARS_PER_TOKEN = 4
 GRADER_EXACT_MATCH = "exact_match"
 
 
@@ -37,11 +36,6 @@ class Where:
 
     def error(self, message: str, field: str | None = None) -> DataFileError:
         return DataFileError(str(self.path), self.line, message, field)
-
-
-def estimate_tokens(chars: int) -> int:
-    """About four characters per token: the sources report text, not usage."""
-    return math.ceil(chars / CHARS_PER_TOKEN)
 
 
 def fixed_time(text: str) -> datetime:

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from router_model.calls import GradedCall
+from router_model.features import tokens_for_chars
 from training.importers._common import (
     GRADER_EXACT_MATCH,
     Where,
-    estimate_tokens,
     fixed_time,
     jsonl_objects,
     ladder_models,
@@ -66,7 +66,7 @@ def _line_calls(
     models = list(scores) if wanted is None else [m for m in wanted if m in scores]
     grader = GRADER_F1 if task in PARTIAL_CREDIT_TASKS else GRADER_EXACT_MATCH
     tags = {"source": SOURCE, "task": task}
-    rid, input_tokens = request_id(prompt), estimate_tokens(len(prompt))
+    rid, input_tokens = request_id(prompt), tokens_for_chars(len(prompt))
     for model in models:
         if scores[model] is None:
             continue

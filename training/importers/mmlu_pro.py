@@ -23,12 +23,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from router_model.calls import GradedCall
+from router_model.features import tokens_for_chars
 from training.importers._common import (
     GRADER_EXACT_MATCH,
     CsvTable,
     Where,
     count_cell,
-    estimate_tokens,
     fixed_time,
     ladder_models,
     open_text,
@@ -72,7 +72,7 @@ def _row_calls(where: Where, row: dict[str, str], models: Sequence[str]) -> Iter
     question_id = _non_empty(row, "question_id", where)
     category = _non_empty(row, "category", where)
     prompt = _prompt(_non_empty(row, "question", where), _options(row["options"], where))
-    input_tokens = estimate_tokens(len(prompt))
+    input_tokens = tokens_for_chars(len(prompt))
     tags = {"source": SOURCE, "category": category}
     for model in models:
         grade = _correct_cell(row[CORRECT + model], where, CORRECT + model)
@@ -85,7 +85,7 @@ def _row_calls(where: Where, row: dict[str, str], models: Sequence[str]) -> Iter
             model=model,
             prompt=prompt,
             input_tokens=input_tokens,
-            output_tokens=None if out_chars is None else estimate_tokens(out_chars),
+            output_tokens=None if out_chars is None else tokens_for_chars(out_chars),
             grade=grade,
             grader=GRADER_EXACT_MATCH,
             tags=tags,

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from router_model.calls import GradedCall
+from router_model.features import tokens_for_chars
 from router_model.text import Message
 from training.importers._common import (
     Where,
-    estimate_tokens,
     fixed_time,
     jsonl_objects,
     ladder_models,
@@ -126,8 +126,8 @@ def _judgement_call(
         model=model,
         prompt=messages[0].content if len(messages) == 1 else None,
         messages=tuple(messages) if len(messages) > 1 else (),
-        input_tokens=estimate_tokens(sum(len(m.content) for m in messages)),
-        output_tokens=None if answer is None else estimate_tokens(len(answer)),
+        input_tokens=tokens_for_chars(sum(len(m.content) for m in messages)),
+        output_tokens=None if answer is None else tokens_for_chars(len(answer)),
         grade=grade,
         grader=f"judge:{_judge_model(obj, where)}",
         tags={"source": SOURCE, "category": question.category, "turn": str(turn)},

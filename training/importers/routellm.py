@@ -19,11 +19,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from router_model.calls import GradedCall
+from router_model.features import tokens_for_chars
 from training.importers._common import (
     GRADER_EXACT_MATCH,
     CsvTable,
     Where,
-    estimate_tokens,
     fixed_time,
     ladder_models,
     open_text,
@@ -59,7 +59,7 @@ def _row_calls(
         raise where.error("must not be empty", "prompt")
     if not task:
         raise where.error("must not be empty", "task")
-    input_tokens = estimate_tokens(len(prompt))
+    input_tokens = tokens_for_chars(len(prompt))
     tags = {"source": SOURCE, "task": task}
     for model in models:
         yield GradedCall(
