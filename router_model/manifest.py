@@ -38,27 +38,70 @@ class FileDigest:
 
 
 @dataclass(frozen=True)
+class PolicyGuarantee:
+    """What the λ table promises, and on how much evidence.
+
+    For each target in ``guaranteed_targets``, the expected quality over traffic
+    exchangeable with the ``calibration_requests`` is at least that fraction of
+    the top tier's, with probability ``confidence`` over the calibration draw.
+    Other targets in the table are best-effort (λ = 0). See
+    docs/quality-guarantee.md.
+    """
+
+    method: str
+    confidence: float
+    calibration_requests: int
+    guaranteed_targets: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "confidence": self.confidence,
+            "calibration_requests": self.calibration_requests,
+            "guaranteed_targets": list(self.guaranteed_targets),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PolicyGuarantee:
+        confidence = float(data["confidence"])
+        if not 0.0 < confidence < 1.0:
+            raise ConfigError("policy.guarantee.confidence must lie in (0, 1)")
+        return cls(
+            method=str(data["method"]),
+            confidence=confidence,
+            calibration_requests=int(data["calibration_requests"]),
+            guaranteed_targets=tuple(sorted(float(t) for t in data["guaranteed_targets"])),
+        )
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     """Controls of the decision policy, fitted on held-out data at training time.
 
     ``lambda_table`` maps a quality target (fraction of the top tier's quality)
-    to the cost weight λ that reached it on calibration data, sorted by target.
+    to the cost weight λ fitted for it on calibration data, sorted by target.
     Costs enter the score divided by ``reference_cost_usd`` (a typical top-tier
-    call), so λ is unit-free.
+    call), so λ is unit-free. ``guarantee`` says which targets carry a
+    statistical promise; None for artifacts fitted before guarantees existed or
+    fitted on predicted rather than real grades.
     """
 
     default_quality_target: float
     reference_cost_usd: float
     lambda_table: tuple[tuple[float, float], ...]
     default_rule: str = "cost_aware"
+    guarantee: PolicyGuarantee | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "default_rule": self.default_rule,
             "default_quality_target": self.default_quality_target,
             "reference_cost_usd": self.reference_cost_usd,
             "lambda_table": [list(pair) for pair in self.lambda_table],
         }
+        if self.guarantee is not None:
+            out["guarantee"] = self.guarantee.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PolicyConfig:
@@ -68,11 +111,13 @@ class PolicyConfig:
         reference = float(data["reference_cost_usd"])
         if reference <= 0:
             raise ConfigError("policy.reference_cost_usd must be positive")
+        guarantee = data.get("guarantee")
         return cls(
             default_quality_target=float(data["default_quality_target"]),
             reference_cost_usd=reference,
             lambda_table=table,
             default_rule=str(data.get("default_rule", "cost_aware")),
+            guarantee=PolicyGuarantee.from_dict(guarantee) if guarantee is not None else None,
         )
 
 

@@ -51,6 +51,22 @@ def lambda_for_target(policy: PolicyConfig, quality_target: float) -> float:
     return 0.0
 
 
+def guaranteed_for_target(policy: PolicyConfig, quality_target: float) -> bool:
+    """Whether the λ used for ``quality_target`` carries the manifest's quality guarantee.
+
+    The lookup is the one ``lambda_for_target`` makes: the next higher table
+    entry, whose guarantee (expected quality ≥ that entry's fraction of the top
+    tier) implies the lower target's.
+    """
+    if policy.guarantee is None:
+        return False
+    guaranteed = set(policy.guarantee.guaranteed_targets)
+    for target, _ in policy.lambda_table:
+        if target >= quality_target - 1e-12:
+            return target in guaranteed
+    return False
+
+
 def cost_aware_choices(
     p_success: FloatArray, cost_norm: FloatArray, lambdas: Sequence[float] | FloatArray
 ) -> IntArray:

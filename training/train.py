@@ -52,6 +52,8 @@ class TrainConfig:
     max_tokens: int = 256
     head_tokens: int = 128
     quality_target: float = 0.95
+    # Probability that each guaranteed quality target holds on new traffic.
+    guarantee_confidence: float = 0.9
     C: float = 1.0
     progress: bool = True
 
@@ -186,7 +188,8 @@ def _fit_policy(
     grades and costs, routed by out-of-fold probabilities. A call log that
     grades only the tier that answered has few such requests; then λ is fitted
     on the model's own expectations (mean P(success) and expected cost of every
-    request), which is weaker, and the manifest says so.
+    request), which is weaker and carries no quality guarantee, and the
+    manifest says so.
     """
     input_tokens = np.array([estimate_tokens(r.text) for r in table.requests])
     expected = ladder.expected_costs(input_tokens, pipeline.output_length.predict(X))
@@ -198,6 +201,7 @@ def _fit_policy(
             table.grades[rows],
             table.costs[rows],
             default_quality_target=config.quality_target,
+            confidence=config.guarantee_confidence,
         )
         return policy, "held-out grades"
     log.warning(
@@ -206,7 +210,9 @@ def _fit_policy(
         int(rows.sum()),
     )
     p = pipeline.classifier.predict_proba(X)
-    policy = fit_policy(p, expected, p, expected, default_quality_target=config.quality_target)
+    policy = fit_policy(
+        p, expected, p, expected, default_quality_target=config.quality_target, confidence=None
+    )
     return policy, "predicted P(success)"
 
 

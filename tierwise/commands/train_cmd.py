@@ -34,6 +34,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
         default=0.95,
         help="default fraction of the top tier's quality to aim for",
     )
+    parser.add_argument(
+        "--guarantee-confidence",
+        type=_confidence,
+        default=0.9,
+        help="probability that each guaranteed quality target holds on new traffic "
+        "(the manifest records which targets are guaranteed; docs/quality-guarantee.md)",
+    )
     parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation (logreg)")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--head-tokens", type=int, default=128)
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         head_tokens=args.head_tokens,
         quality_target=args.quality_target,
+        guarantee_confidence=args.guarantee_confidence,
         C=args.C,
         progress=not args.no_progress,
     )
@@ -68,6 +76,14 @@ def run(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _confidence(text: str) -> float:
+    """A probability strictly between 0 and 1, checked before any training work."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

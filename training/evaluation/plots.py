@@ -19,6 +19,7 @@ from router_model.errors import InvalidInputError
 from training.evaluation.baselines import Baselines
 from training.evaluation.calibration import Reliability
 from training.evaluation.curves import Curve, pareto_front
+from training.evaluation.guarantee import GuaranteeCoverage
 
 _QUALITY_LINES = ((0.95, "95% of top quality"), (0.90, "90% of top quality"))
 _DPI = 120
@@ -165,5 +166,58 @@ def plot_reliability(
     axes = figure.subplots(1, n, squeeze=False)[0]
     for ax, (name, data) in zip(axes, reliability.items(), strict=True):
         _draw_reliability(ax, name, data)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_guarantee(
+    path: str | Path,
+    coverage: GuaranteeCoverage,
+    *,
+    title: str = "Quality guarantee on resampled held-out splits",
+) -> Path:
+    """Coverage against target with the promised 1 − δ line, and what the promise costs.
+
+    Left: share of random splits whose test half reached each target, for the
+    guaranteed λ and for the point estimate. Right: their mean cost, as a
+    fraction of always-top's, so the price of the guarantee is the gap.
+    """
+    if not coverage.targets:
+        raise InvalidInputError("need at least one quality target to plot")
+    targets = np.array([t.target for t in coverage.targets])
+    figure = Figure(figsize=(10.0, 4.2), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    series = (
+        ("guaranteed λ", "tab:blue", "o", [t.coverage for t in coverage.targets]),
+        ("point estimate λ", "tab:orange", "s", [t.point_coverage for t in coverage.targets]),
+    )
+    for label, color, marker, values in series:
+        left.plot(targets, values, color=color, marker=marker, lw=1.8, label=label)
+    left.bar(
+        targets,
+        [t.certified for t in coverage.targets],
+        width=0.012,
+        color="0.85",
+        zorder=0,
+        label="share of splits certified",
+    )
+    left.axhline(coverage.confidence, color="tab:red", ls="--", lw=0.9, label="promised 1 − δ")
+    left.set_ylim(0.0, 1.05)
+    left.set_xlabel("quality target (fraction of top-tier quality)")
+    left.set_ylabel("share of splits reaching the target")
+    left.set_title(f"coverage ({coverage.resamples} splits)")
+    left.legend(loc="lower left", fontsize=8)
+    costs = (
+        ("guaranteed λ", "tab:blue", "o", [t.cost_fraction for t in coverage.targets]),
+        ("point estimate λ", "tab:orange", "s", [t.point_cost_fraction for t in coverage.targets]),
+    )
+    for label, color, marker, values in costs:
+        right.plot(targets, values, color=color, marker=marker, lw=1.8, label=label)
+    right.set_xlabel("quality target (fraction of top-tier quality)")
+    right.set_ylabel("mean cost (fraction of always-top cost)")
+    right.set_title("what the guarantee costs")
+    right.legend(loc="upper left", fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     figure.suptitle(title)
     return _save(figure, path)
