@@ -9,7 +9,8 @@ judged this way; the report says how many there were.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ import numpy.typing as npt
 
 from router_model import policy
 from router_model.errors import InvalidInputError
-from router_model.router import Router, Scores
+from router_model.manifest import PolicyConfig
+from router_model.router import Router
+from router_model.tiers import TierLadder
 from training.dataset import RequestTable
 from training.evaluation.baselines import (
     Baselines,
@@ -28,9 +31,10 @@ from training.evaluation.baselines import (
 )
 from training.evaluation.calibration import CalibrationReport, calibration_report
 from training.evaluation.curves import Curve, curve_points
+from training.evaluation.guarantee import GuaranteeCoverage, guarantee_coverage
 from training.evaluation.heuristics import heuristic_curves
-from training.evaluation.plots import plot_cost_quality, plot_reliability
-from training.policy_fit import LAMBDA_GRID
+from training.evaluation.plots import plot_cost_quality, plot_guarantee, plot_reliability
+from training.policy_fit import DEFAULT_CONFIDENCE, LAMBDA_GRID
 
 FloatArray = npt.NDArray[np.float64]
 THRESHOLD_GRID = np.linspace(0.0, 1.0, 201)
@@ -46,15 +50,43 @@ class Evaluation:
     baselines: Baselines
     heuristics: dict[str, Curve]
     calibration: CalibrationReport
+    guarantee: GuaranteeCoverage | None = None
 
 
-def router_curves(
-    router: Router, table: RequestTable, scores: Scores, expected: FloatArray
-) -> dict[str, Curve]:
+@dataclass(frozen=True)
+class RouterOutputs:
+    """The router's view of each judged request, in the tier columns of ``ladder``.
+
+    Evaluation reads only these, so where they come from is a separate step:
+    straight from the artifact (``router_outputs``), or mapped onto another
+    data set's ladder (``training.evaluation.transfer``). ``sections`` are extra
+    top-level metrics entries in which that step says what it did.
+    """
+
+    ladder: TierLadder
+    p_success: FloatArray
+    expected_cost_usd: FloatArray
+    policy: PolicyConfig
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+
+Scoring = Callable[[Router, RequestTable], RouterOutputs]
+
+
+def router_outputs(router: Router, judged: RequestTable) -> RouterOutputs:
+    """In distribution: the artifact's outputs on the router's own ladder."""
+    scores = router.score(judged.requests)
+    return RouterOutputs(
+        router.ladder, scores.p_success, router.expected_costs(scores), router.manifest.policy
+    )
+
+
+def router_curves(outputs: RouterOutputs, table: RequestTable) -> dict[str, Curve]:
     """Cost–quality curves of both rules over their whole control range."""
-    cost_norm = expected / router.manifest.policy.reference_cost_usd
-    aware = policy.cost_aware_choices(scores.p_success, cost_norm, LAMBDA_GRID)
-    threshold = np.stack([policy.threshold_choices(scores.p_success, q)[0] for q in THRESHOLD_GRID])
+    p_success = outputs.p_success
+    cost_norm = outputs.expected_cost_usd / outputs.policy.reference_cost_usd
+    aware = policy.cost_aware_choices(p_success, cost_norm, LAMBDA_GRID)
+    threshold = np.stack([policy.threshold_choices(p_success, q)[0] for q in THRESHOLD_GRID])
     return {
         "cost_aware": curve_points(aware, table.grades, table.costs),
         "threshold": curve_points(threshold, table.grades, table.costs),
@@ -62,21 +94,21 @@ def router_curves(
 
 
 def _default_point(
-    router: Router, table: RequestTable, scores: Scores, expected: FloatArray, reference: Reference
+    outputs: RouterOutputs, table: RequestTable, reference: Reference
 ) -> dict[str, Any]:
     """What the shipped default (rule and quality target) realises on this split."""
-    config = router.manifest.policy
-    chosen, _ = policy.decide(scores.p_success, expected, config)
+    config = outputs.policy
+    chosen, _ = policy.decide(outputs.p_success, outputs.expected_cost_usd, config)
     rows = np.arange(len(table))
     quality = float(table.grades[rows, chosen].mean())
     cost = float(table.costs[rows, chosen].mean())
-    share = np.bincount(chosen, minlength=len(router.ladder)) / len(chosen)
+    share = np.bincount(chosen, minlength=len(outputs.ladder)) / len(chosen)
     return {
         "rule": config.default_rule,
         "quality_target": config.default_quality_target,
         "quality_fraction_of_top": quality / reference.top.quality,
         "cost_fraction_of_top": cost / reference.top.cost,
-        "tier_share": dict(zip(router.ladder.names, share.round(4).tolist(), strict=True)),
+        "tier_share": dict(zip(outputs.ladder.names, share.round(4).tolist(), strict=True)),
     }
 
 
@@ -91,19 +123,27 @@ def judged_subset(table: RequestTable) -> RequestTable:
     return table.subset(rows)
 
 
-def evaluate(router: Router, table: RequestTable, *, detailed: bool = True) -> Evaluation:
-    """Every metric of one held-out split; ``detailed`` adds frontiers and reliability bins."""
+def evaluate(
+    router: Router,
+    table: RequestTable,
+    *,
+    detailed: bool = True,
+    scoring: Scoring = router_outputs,
+) -> Evaluation:
+    """Every metric of one held-out split; ``detailed`` adds frontiers and reliability bins.
+
+    ``scoring`` turns the judged requests into router outputs in the table's
+    tier columns; the default scores them on the router's own ladder.
+    """
     judged = judged_subset(table)
-    scores = router.score(judged.requests)
-    expected = router.expected_costs(scores)
-    curves = router_curves(router, judged, scores, expected)
-    baselines = compute_baselines(
-        judged.grades, judged.costs, router.ladder.pass_grade, router.ladder.names
-    )
+    outputs = scoring(router, judged)
+    ladder = outputs.ladder
+    curves = router_curves(outputs, judged)
+    baselines = compute_baselines(judged.grades, judged.costs, ladder.pass_grade, ladder.names)
     reference = baselines.reference
     heuristics = heuristic_curves(judged.texts, judged.grades, judged.costs)
     calibration = calibration_report(
-        scores.p_success, judged.grades, router.ladder.pass_grade, router.ladder.names
+        outputs.p_success, judged.grades, ladder.pass_grade, ladder.names
     )
 
     def summary(curve: Curve) -> dict[str, Any]:
@@ -114,18 +154,30 @@ def evaluate(router: Router, table: RequestTable, *, detailed: bool = True) -> E
     metrics: dict[str, Any] = {
         "requests": len(table),
         "requests_judged": len(judged),
-        "tiers": list(router.ladder.names),
+        "tiers": list(ladder.names),
         "reference": reference.to_dict(),
         "routers": {name: summary(c) for name, c in curves.items()},
-        "default_operating_point": _default_point(router, judged, scores, expected, reference),
+        "default_operating_point": _default_point(outputs, judged, reference),
         "baselines": {
             name: (s.to_dict() if detailed else _compact(s.to_dict()))
             for name, s in baseline_summaries.items()
         },
         "heuristics": {name: summary(c) for name, c in heuristics.items()},
         "calibration": _calibration_dict(calibration.to_dict(), detailed),
+        **outputs.sections,
     }
-    return Evaluation(metrics, curves, baselines, heuristics, calibration)
+    guarantee = guarantee_check(outputs, judged)
+    metrics["guarantee"] = guarantee.to_dict() if detailed else guarantee.compact()
+    return Evaluation(metrics, curves, baselines, heuristics, calibration, guarantee)
+
+
+def guarantee_check(outputs: RouterOutputs, judged: RequestTable) -> GuaranteeCoverage:
+    """Resampled coverage of the λ fit's quality guarantee, at the manifest's confidence."""
+    cost_norm = outputs.expected_cost_usd / outputs.policy.reference_cost_usd
+    choices = policy.cost_aware_choices(outputs.p_success, cost_norm, LAMBDA_GRID)
+    stated = outputs.policy.guarantee
+    confidence = stated.confidence if stated is not None else DEFAULT_CONFIDENCE
+    return guarantee_coverage(choices, judged.grades, judged.costs, confidence=confidence)
 
 
 def heldout_metrics(router: Router, table: RequestTable) -> dict[str, Any]:
@@ -133,9 +185,11 @@ def heldout_metrics(router: Router, table: RequestTable) -> dict[str, Any]:
     return evaluate(router, table, detailed=False).metrics
 
 
-def write_report(router: Router, table: RequestTable, report_dir: Path) -> dict[str, Any]:
-    """``metrics.json``, ``cost_quality.png`` and ``reliability.png`` in ``report_dir``."""
-    result = evaluate(router, table)
+def write_report(
+    router: Router, table: RequestTable, report_dir: Path, *, scoring: Scoring = router_outputs
+) -> dict[str, Any]:
+    """``metrics.json`` and the cost-quality, reliability and guarantee plots in ``report_dir``."""
+    result = evaluate(router, table, scoring=scoring)
     report_dir.mkdir(parents=True, exist_ok=True)
     metrics = {"router_version": router.version, **result.metrics}
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -147,6 +201,8 @@ def write_report(router: Router, table: RequestTable, report_dir: Path) -> dict[
         title=f"Cost-quality on held-out calls (router {router.version})",
     )
     plot_reliability(report_dir / "reliability.png", result.calibration.reliability_by_tier())
+    if result.guarantee is not None:
+        plot_guarantee(report_dir / "guarantee_coverage.png", result.guarantee)
     return metrics
 
 

@@ -1,4 +1,10 @@
-"""``tierwise evaluate``: judge a router on held-out graded calls, with every baseline."""
+"""``tierwise evaluate``: judge a router on held-out graded calls, with every baseline.
+
+With ``--tiers`` the held-out calls come from another data set with its own
+price ladder: the table is built with that ladder and the router's tiers are
+mapped onto it by price rank (``training.evaluation.transfer``), so the same
+report judges a router out of distribution.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="held-out graded-call JSONL (repeatable)",
     )
     parser.add_argument("--report", type=Path, required=True, help="report directory to write")
+    parser.add_argument(
+        "--tiers",
+        type=Path,
+        default=None,
+        help="ladder of the held-out calls when it differs from the router's (another data "
+        "set): its tiers take the router's outputs by price rank and its prices",
+    )
     parser.set_defaults(handler=run)
     assert isinstance(parser, argparse.ArgumentParser)
     return parser
@@ -26,23 +39,34 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from router_model.router import Router
+    from router_model.tiers import load_tiers
     from training.dataset import build_table
-    from training.report import write_report
+    from training.report import Scoring, router_outputs, write_report
     from training.train import load_calls
 
     router = Router.load(args.model)
-    table = build_table(load_calls(args.calls), router.ladder)
-    metrics = write_report(router, table, args.report)
-    headline = {
-        "report": str(args.report),
-        "requests_judged": metrics["requests_judged"],
-        **{
-            name: {k: v for k, v in summary.items() if k != "frontier"}
-            for name, summary in (
-                ("cost_aware", metrics["routers"]["cost_aware"]),
-                ("hull", metrics["baselines"]["hull"]),
-            )
-        },
-    }
-    print(json.dumps(headline, indent=2))
+    scoring: Scoring
+    if args.tiers is None:
+        ladder, scoring = router.ladder, router_outputs
+    else:
+        from training.evaluation.transfer import transfer_scoring
+
+        ladder = load_tiers(args.tiers)
+        scoring = transfer_scoring(ladder)
+    table = build_table(load_calls(args.calls), ladder)
+    metrics = write_report(router, table, args.report, scoring=scoring)
+    print(json.dumps(headline(metrics, args.report), indent=2))
     return 0
+
+
+def headline(metrics: dict[str, Any], report: Path) -> dict[str, Any]:
+    """The few numbers worth printing; the report holds the rest."""
+    out: dict[str, Any] = {"report": str(report), "requests_judged": metrics["requests_judged"]}
+    for name, summary in (
+        ("cost_aware", metrics["routers"]["cost_aware"]),
+        ("hull", metrics["baselines"]["hull"]),
+    ):
+        out[name] = {k: v for k, v in summary.items() if k != "frontier"}
+    if "transfer" in metrics:
+        out["transfer"] = {m["eval_tier"]: m["router_tier"] for m in metrics["transfer"]["mapping"]}
+    return out

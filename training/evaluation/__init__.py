@@ -40,6 +40,12 @@ from training.evaluation.curves import (
     pareto_front,
     upper_hull,
 )
+from training.evaluation.guarantee import (
+    GUARANTEE_TARGETS,
+    GuaranteeCoverage,
+    TargetCoverage,
+    guarantee_coverage,
+)
 from training.evaluation.heuristics import (
     HEURISTICS,
     code_score,
@@ -50,18 +56,21 @@ from training.evaluation.heuristics import (
     quantile_choices,
     score_curve,
 )
-from training.evaluation.plots import plot_cost_quality, plot_reliability
+from training.evaluation.plots import plot_cost_quality, plot_guarantee, plot_reliability
 
 __all__ = [
+    "GUARANTEE_TARGETS",
     "HEURISTICS",
     "QUALITY_FRACTIONS",
     "Baselines",
     "CalibrationReport",
     "Curve",
     "CurveSummary",
+    "GuaranteeCoverage",
     "OperatingPoint",
     "Reference",
     "Reliability",
+    "TargetCoverage",
     "TierCalibration",
     "always_tier_points",
     "apgr",
@@ -74,6 +83,7 @@ __all__ = [
     "cost_at_mixed",
     "curve_points",
     "expected_calibration_error",
+    "guarantee_coverage",
     "heuristic_curves",
     "keyword_score",
     "knn_success_probabilities",
@@ -83,6 +93,7 @@ __all__ = [
     "oracle_point",
     "pareto_front",
     "plot_cost_quality",
+    "plot_guarantee",
     "plot_reliability",
     "quantile_choices",
     "random_mixing",
