@@ -139,6 +139,8 @@ def test_evaluate_writes_metrics_and_plots(
                 str(mmlu_calls),
                 "--report",
                 str(report),
+                "--train-calls",
+                str(mmlu_calls),
             ]
         )
         == 0
@@ -148,7 +150,8 @@ def test_evaluate_writes_metrics_and_plots(
     for key in ("cost_at_90", "cost_at_95", "cost_at_100", "apgr"):
         assert key in metrics["routers"]["cost_aware"]
     assert {"always-small", "always-large", "random", "hull", "oracle"} <= set(metrics["baselines"])
-    assert {"length", "code", "keyword"} <= set(metrics["heuristics"])
+    assert {"length", "code", "keyword", "knn"} <= set(metrics["heuristics"])
+    assert isinstance(metrics["heuristics"]["knn"]["apgr"], float)
     for tier in metrics["calibration"]["tiers"]:
         assert {"roc_auc", "brier", "ece"} <= set(tier)
     for png in ("cost_quality.png", "reliability.png"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from training.evaluation.calibration import CalibrationReport, calibration_repor
 from training.evaluation.curves import Curve, curve_points
 from training.evaluation.guarantee import GuaranteeCoverage, guarantee_coverage
 from training.evaluation.heuristics import heuristic_curves
+from training.evaluation.knn_router import KnnRouter
 from training.evaluation.plots import plot_cost_quality, plot_guarantee, plot_reliability
 from training.policy_fit import DEFAULT_CONFIDENCE, LAMBDA_GRID
 
@@ -69,13 +70,18 @@ class RouterOutputs:
     policy: PolicyConfig
     sections: Mapping[str, Any] = field(default_factory=dict)
 
+    def subset(self, rows: npt.NDArray[np.int64]) -> RouterOutputs:
+        return replace(
+            self, p_success=self.p_success[rows], expected_cost_usd=self.expected_cost_usd[rows]
+        )
+
 
 Scoring = Callable[[Router, RequestTable], RouterOutputs]
 
 
-def router_outputs(router: Router, judged: RequestTable) -> RouterOutputs:
+def router_outputs(router: Router, table: RequestTable) -> RouterOutputs:
     """In distribution: the artifact's outputs on the router's own ladder."""
-    scores = router.score(judged.requests)
+    scores = router.score(table.requests)
     return RouterOutputs(
         router.ladder, scores.p_success, router.expected_costs(scores), router.manifest.policy
     )
@@ -112,7 +118,8 @@ def _default_point(
     }
 
 
-def judged_subset(table: RequestTable) -> RequestTable:
+def judged_rows(table: RequestTable) -> npt.NDArray[np.int64]:
+    """Rows graded on every tier: the only ones a cost–quality curve can be read on."""
     rows = np.flatnonzero(table.fully_graded())
     if len(rows) < MIN_JUDGED:
         raise InvalidInputError(
@@ -120,7 +127,11 @@ def judged_subset(table: RequestTable) -> RequestTable:
             f"least {MIN_JUDGED}",
             "calls",
         )
-    return table.subset(rows)
+    return rows.astype(np.int64)
+
+
+def judged_subset(table: RequestTable) -> RequestTable:
+    return table.subset(judged_rows(table))
 
 
 def evaluate(
@@ -129,21 +140,28 @@ def evaluate(
     *,
     detailed: bool = True,
     scoring: Scoring = router_outputs,
+    knn: KnnRouter | None = None,
 ) -> Evaluation:
     """Every metric of one held-out split; ``detailed`` adds frontiers and reliability bins.
 
-    ``scoring`` turns the judged requests into router outputs in the table's
-    tier columns; the default scores them on the router's own ladder.
+    ``scoring`` turns the requests into router outputs in the table's tier
+    columns; the default scores them on the router's own ladder. Curves,
+    baselines and the guarantee use the requests graded on every tier;
+    calibration uses every graded call. ``knn`` adds the kNN router baseline.
     """
-    judged = judged_subset(table)
-    outputs = scoring(router, judged)
+    rows = judged_rows(table)
+    scored = scoring(router, table)
+    outputs = scored.subset(rows)
+    judged = table.subset(rows)
     ladder = outputs.ladder
     curves = router_curves(outputs, judged)
     baselines = compute_baselines(judged.grades, judged.costs, ladder.pass_grade, ladder.names)
     reference = baselines.reference
     heuristics = heuristic_curves(judged.texts, judged.grades, judged.costs)
+    if knn is not None:
+        heuristics["knn"] = knn.curve(judged.texts, judged.grades, judged.costs, LAMBDA_GRID)
     calibration = calibration_report(
-        outputs.p_success, judged.grades, ladder.pass_grade, ladder.names
+        scored.p_success, table.grades, ladder.pass_grade, ladder.names
     )
 
     def summary(curve: Curve) -> dict[str, Any]:
@@ -186,10 +204,15 @@ def heldout_metrics(router: Router, table: RequestTable) -> dict[str, Any]:
 
 
 def write_report(
-    router: Router, table: RequestTable, report_dir: Path, *, scoring: Scoring = router_outputs
+    router: Router,
+    table: RequestTable,
+    report_dir: Path,
+    *,
+    scoring: Scoring = router_outputs,
+    knn: KnnRouter | None = None,
 ) -> dict[str, Any]:
     """``metrics.json`` and the cost-quality, reliability and guarantee plots in ``report_dir``."""
-    result = evaluate(router, table, scoring=scoring)
+    result = evaluate(router, table, scoring=scoring, knn=knn)
     report_dir.mkdir(parents=True, exist_ok=True)
     metrics = {"router_version": router.version, **result.metrics}
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -3,7 +3,8 @@
 With ``--tiers`` the held-out calls come from another data set with its own
 price ladder: the table is built with that ladder and the router's tiers are
 mapped onto it by price rank (``training.evaluation.transfer``), so the same
-report judges a router out of distribution.
+report judges a router out of distribution. ``--train-calls`` adds the
+k-nearest-neighbour router over the training calls, the learned baseline.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="ladder of the held-out calls when it differs from the router's (another data "
         "set): its tiers take the router's outputs by price rank and its prices",
     )
+    parser.add_argument(
+        "--train-calls",
+        type=Path,
+        action="append",
+        default=None,
+        help="graded calls the router was trained on (repeatable): adds the k-nearest-"
+        "neighbour router fitted on them as a baseline",
+    )
     parser.set_defaults(handler=run)
     assert isinstance(parser, argparse.ArgumentParser)
     return parser
@@ -54,7 +63,12 @@ def run(args: argparse.Namespace) -> int:
         ladder = load_tiers(args.tiers)
         scoring = transfer_scoring(ladder)
     table = build_table(load_calls(args.calls), ladder)
-    metrics = write_report(router, table, args.report, scoring=scoring)
+    knn = None
+    if args.train_calls:
+        from training.evaluation.knn_router import knn_router_from_calls
+
+        knn = knn_router_from_calls(load_calls(args.train_calls), ladder)
+    metrics = write_report(router, table, args.report, scoring=scoring, knn=knn)
     print(json.dumps(headline(metrics, args.report), indent=2))
     return 0
 

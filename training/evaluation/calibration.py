@@ -191,16 +191,33 @@ def calibration_report(
     tier_names: Sequence[str] | None = None,
     n_bins: int = DEFAULT_BINS,
 ) -> CalibrationReport:
-    """Calibrate every tier of a [N, T] probability matrix against [N, T] grades."""
+    """Calibrate every tier of a [N, T] probability matrix against [N, T] grades.
+
+    NaN grades are calls that were never made: each tier is judged on the
+    requests it has a grade for. Restricting every tier to requests graded on
+    all tiers would judge a tier on a different mix of traffic than it was
+    calibrated on whenever data sets grade different tiers.
+    """
     p = np.asarray(probabilities, dtype=np.float64)
     g = np.asarray(grades, dtype=np.float64)
     if p.ndim != 2 or p.shape != g.shape:
         raise InvalidInputError(f"shape {p.shape} must equal grades {g.shape}", "probabilities")
-    if not (np.isfinite(g).all() and 0.0 <= pass_grade <= 1.0):
-        raise InvalidInputError("grades must be finite and pass_grade in [0, 1]", "grades")
+    if np.isinf(g).any() or not 0.0 <= pass_grade <= 1.0:
+        raise InvalidInputError("grades must be finite or NaN and pass_grade in [0, 1]", "grades")
     names = list(tier_names) if tier_names is not None else [f"tier{i}" for i in range(p.shape[1])]
     if len(names) != p.shape[1]:
         raise InvalidInputError(f"{len(names)} names for {p.shape[1]} tiers", "tier_names")
-    success = (g >= pass_grade).astype(np.float64)
-    tiers = tuple(calibrate_tier(n, p[:, i], success[:, i], n_bins) for i, n in enumerate(names))
+    tiers = tuple(
+        _graded_tier(name, p[:, i], g[:, i], pass_grade, n_bins) for i, name in enumerate(names)
+    )
     return CalibrationReport(pass_grade=pass_grade, n_bins=n_bins, tiers=tiers)
+
+
+def _graded_tier(
+    name: str, p: FloatArray, grades: FloatArray, pass_grade: float, n_bins: int
+) -> TierCalibration:
+    graded = ~np.isnan(grades)
+    if not graded.any():
+        raise InvalidInputError(f"tier {name!r} has no graded request", "grades")
+    success = (grades[graded] >= pass_grade).astype(np.float64)
+    return calibrate_tier(name, p[graded], success, n_bins)
