@@ -4,7 +4,8 @@ The λ table promises, per quality target X, that expected quality on new
 traffic reaches X of the top tier's with probability 1 − δ. That can be
 checked on any held-out split graded on every tier: split its requests at
 random into a calibration half and a test half, fit λ on the first half with
-the very function training uses (``training.policy_fit.select_lambdas``), and
+the very function training uses (``training.policy_fit.select_lambdas``, the
+calibration half in its random split order as the betting order), and
 see whether the second half's quality reached X. Repeated many times, the share
 of splits that did is the *coverage*, to be compared with 1 − δ; the same is
 done for the point-estimate λ (the cheapest λ whose measured quality reached X),
@@ -30,7 +31,13 @@ import numpy.typing as npt
 
 from router_model.errors import InvalidInputError
 from training.evaluation.curves import check_table, json_float
-from training.policy_fit import GUARANTEE_METHOD, check_confidence, select_lambdas
+from training.policy_fit import (
+    DEFAULT_METHOD,
+    GUARANTEE_METHODS,
+    check_confidence,
+    check_method,
+    select_lambdas,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -110,8 +117,8 @@ class GuaranteeCoverage:
         }
 
 
-def split_weights(n: int, resamples: int, seed: int) -> tuple[FloatArray, FloatArray, int]:
-    """[N, R] averaging weights of the calibration and test halves of R random splits."""
+def split_halves(n: int, resamples: int, seed: int) -> tuple[IntArray, FloatArray, int]:
+    """R random splits: [R, n_cal] calibration indices (in random order) and [N, R] test weights."""
     n_cal = n // 2
     if n_cal < MIN_HALF or n - n_cal < MIN_HALF:
         raise InvalidInputError(
@@ -119,10 +126,10 @@ def split_weights(n: int, resamples: int, seed: int) -> tuple[FloatArray, FloatA
             "calls",
         )
     rng = np.random.default_rng(seed)
+    cal = np.stack([rng.permutation(n)[:n_cal] for _ in range(resamples)]).astype(np.int64)
     in_cal = np.zeros((n, resamples), dtype=np.bool_)
-    for r in range(resamples):
-        in_cal[rng.permutation(n)[:n_cal], r] = True
-    return in_cal / n_cal, ~in_cal / (n - n_cal), n_cal
+    in_cal[cal, np.arange(resamples)[:, None]] = True
+    return cal, ~in_cal / (n - n_cal), n_cal
 
 
 def guarantee_coverage(
@@ -134,6 +141,7 @@ def guarantee_coverage(
     targets: tuple[float, ...] = GUARANTEE_TARGETS,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    method: str = DEFAULT_METHOD,
 ) -> GuaranteeCoverage:
     """Coverage of the guaranteed and point-estimate λ over random half splits.
 
@@ -144,9 +152,9 @@ def guarantee_coverage(
     delta = check_confidence(confidence)
     rows = np.arange(g.shape[0])
     picked_g, picked_c = g[rows, choices], c[rows, choices]
-    cal, test, n_cal = split_weights(g.shape[0], resamples, seed)
+    cal, test, n_cal = split_halves(g.shape[0], resamples, seed)
     x = np.asarray(targets, dtype=np.float64)
-    chosen = select_lambdas((picked_g @ cal).T, (picked_c @ cal).T, g[:, -1] @ cal, n_cal, x, delta)
+    chosen = select_lambdas(picked_g, picked_c, g[:, -1], cal, x, delta, method)
     quality, cost = (picked_g @ test).T, (picked_c @ test).T
     top_q, top_c = g[:, -1] @ test, c[:, -1] @ test
 
@@ -160,7 +168,7 @@ def guarantee_coverage(
     covered, fraction = realised(chosen.guaranteed)
     point_covered, point_fraction = realised(chosen.point)
     return GuaranteeCoverage(
-        method=GUARANTEE_METHOD,
+        method=GUARANTEE_METHODS[check_method(method)],
         confidence=confidence,
         resamples=resamples,
         calibration_requests=n_cal,
