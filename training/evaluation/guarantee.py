@@ -1,24 +1,26 @@
 """Does the quality guarantee hold? A resampling check on a held-out split.
 
 The λ table promises, per quality target X, that expected quality on new
-traffic reaches X of the top tier's with probability 1 − δ. That can be
-checked on any held-out split graded on every tier: split its requests at
-random into a calibration half and a test half, fit λ on the first half with
-the very function training uses (``training.policy_fit.select_lambdas``, the
-calibration half in its random split order as the betting order), and
-see whether the second half's quality reached X. Repeated many times, the share
-of splits that did is the *coverage*, to be compared with 1 − δ; the same is
-done for the point-estimate λ (the cheapest λ whose measured quality reached X),
-which is what the guarantee is paid for: its coverage shows what the promise
-buys and its cost what the promise costs.
+traffic reaches X of the top tier's with probability 1 − δ over the draw of
+the calibration requests. That can be checked exactly on any held-out split
+graded on every tier by taking the split itself as the population: draw
+calibration sets from it with replacement (independent draws from that
+population, which is what the promise assumes), fit λ on each with the very
+function training uses (``training.policy_fit.select_lambdas``, in draw order
+as the betting order), and read the population's quality at the chosen λ,
+which is known exactly. The share of draws that fell short while claiming the
+target (*violations*) must stay under δ; *coverage* is the share that reached
+it. The same is done for the point-estimate λ (the cheapest λ whose measured
+quality reached X): its coverage shows what the promise buys, and the cost gap
+what the promise costs.
 
-The test half is itself a finite sample, so a λ whose true quality sits
-exactly at X is covered about half the time; coverage measured here is a noisy,
-slightly pessimistic reading of the promise, which is about the expectation.
+Reading the truth off the whole split rather than a held-out half keeps test
+noise out of the check: a half-split would miss a λ sitting just above X about
+half the time even when the promise holds.
 
-Everything is computed once for all splits: the tier chosen at each λ is fixed
+Everything is computed once for all draws: the tier chosen at each λ is fixed
 by the router's scores, so the grade and cost of every (λ, request) pair are a
-[K, N] table and each split's means are one matrix product.
+[K, N] table.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from training.policy_fit import (
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 GUARANTEE_TARGETS: tuple[float, ...] = (0.80, 0.85, 0.90, 0.95, 0.98)
 RESAMPLES = 200
@@ -50,19 +53,19 @@ _EPS = 1e-12
 
 @dataclass(frozen=True)
 class TargetCoverage:
-    """How one quality target fared over the resampled splits.
+    """How one quality target fared over the resampled calibration sets.
 
-    ``certified`` is the share of splits whose calibration half was enough to
-    guarantee the target; ``coverage`` the share whose test half reached it with
-    the guaranteed λ (λ = 0 where not certified); ``coverage_certified`` the same
-    among certified splits only (None when there were none). Costs are means of
-    the test half's cost as a fraction of always-top's.
+    ``certified`` is the share of draws that were enough to guarantee the
+    target; ``coverage`` the share whose λ reached it on the population (λ = 0
+    where not certified); ``violations`` the share that were certified and yet
+    fell short, which the promise bounds by δ. Costs are means of the
+    population's cost at the chosen λ, as a fraction of always-top's.
     """
 
     target: float
     certified: float
     coverage: float
-    coverage_certified: float | None
+    violations: float
     cost_fraction: float
     point_coverage: float
     point_cost_fraction: float
@@ -72,7 +75,7 @@ class TargetCoverage:
             "target": self.target,
             "certified": json_float(self.certified),
             "coverage": json_float(self.coverage),
-            "coverage_certified": json_float(self.coverage_certified),
+            "violations": json_float(self.violations),
             "cost_fraction": json_float(self.cost_fraction),
             "point_estimate_coverage": json_float(self.point_coverage),
             "point_estimate_cost_fraction": json_float(self.point_cost_fraction),
@@ -87,7 +90,7 @@ class GuaranteeCoverage:
     confidence: float
     resamples: int
     calibration_requests: int
-    test_requests: int
+    population_requests: int
     targets: tuple[TargetCoverage, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,7 +99,7 @@ class GuaranteeCoverage:
             "confidence": self.confidence,
             "resamples": self.resamples,
             "calibration_requests": self.calibration_requests,
-            "test_requests": self.test_requests,
+            "population_requests": self.population_requests,
             "targets": [t.to_dict() for t in self.targets],
         }
 
@@ -108,6 +111,7 @@ class GuaranteeCoverage:
             **{
                 f"at_{round(t.target * 100)}": {
                     "coverage": json_float(t.coverage),
+                    "violations": json_float(t.violations),
                     "certified": json_float(t.certified),
                     "point_estimate_coverage": json_float(t.point_coverage),
                 }
@@ -117,19 +121,16 @@ class GuaranteeCoverage:
         }
 
 
-def split_halves(n: int, resamples: int, seed: int) -> tuple[IntArray, FloatArray, int]:
-    """R random splits: [R, n_cal] calibration indices (in random order) and [N, R] test weights."""
+def calibration_draws(n: int, resamples: int, seed: int) -> tuple[IntArray, int]:
+    """[R, n/2] calibration sets drawn with replacement from the n judged requests."""
     n_cal = n // 2
-    if n_cal < MIN_HALF or n - n_cal < MIN_HALF:
+    if n_cal < MIN_HALF:
         raise InvalidInputError(
             f"need at least {2 * MIN_HALF} judged requests for the guarantee check, got {n}",
             "calls",
         )
     rng = np.random.default_rng(seed)
-    cal = np.stack([rng.permutation(n)[:n_cal] for _ in range(resamples)]).astype(np.int64)
-    in_cal = np.zeros((n, resamples), dtype=np.bool_)
-    in_cal[cal, np.arange(resamples)[:, None]] = True
-    return cal, ~in_cal / (n - n_cal), n_cal
+    return rng.integers(0, n, size=(resamples, n_cal)).astype(np.int64), n_cal
 
 
 def guarantee_coverage(
@@ -143,7 +144,7 @@ def guarantee_coverage(
     seed: int = 0,
     method: str = DEFAULT_METHOD,
 ) -> GuaranteeCoverage:
-    """Coverage of the guaranteed and point-estimate λ over random half splits.
+    """Coverage of the guaranteed and point-estimate λ over resampled calibration sets.
 
     ``choices`` is [K, N]: the tier the cost-aware rule picks for each request at
     each λ of the training grid, in grid order (the order the fit tests them in).
@@ -152,33 +153,30 @@ def guarantee_coverage(
     delta = check_confidence(confidence)
     rows = np.arange(g.shape[0])
     picked_g, picked_c = g[rows, choices], c[rows, choices]
-    cal, test, n_cal = split_halves(g.shape[0], resamples, seed)
+    cal, n_cal = calibration_draws(g.shape[0], resamples, seed)
     x = np.asarray(targets, dtype=np.float64)
     chosen = select_lambdas(picked_g, picked_c, g[:, -1], cal, x, delta, method)
-    quality, cost = (picked_g @ test).T, (picked_c @ test).T
-    top_q, top_c = g[:, -1] @ test, c[:, -1] @ test
+    quality, cost = picked_g.mean(axis=1), picked_c.mean(axis=1)
+    top_q, top_c = float(g[:, -1].mean()), float(c[:, -1].mean())
 
-    def realised(index: IntArray) -> tuple[FloatArray, FloatArray]:
-        q = np.take_along_axis(quality, index, axis=1)
-        covered = q >= x[None, :] * top_q[:, None] - _EPS
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fraction = np.take_along_axis(cost, index, axis=1) / top_c[:, None]
-        return covered.astype(np.float64), fraction
+    def realised(index: IntArray) -> tuple[BoolArray, FloatArray]:
+        return quality[index] >= x[None, :] * top_q - _EPS, cost[index] / top_c
 
     covered, fraction = realised(chosen.guaranteed)
     point_covered, point_fraction = realised(chosen.point)
+    violated = chosen.certified & ~covered
     return GuaranteeCoverage(
         method=GUARANTEE_METHODS[check_method(method)],
         confidence=confidence,
         resamples=resamples,
         calibration_requests=n_cal,
-        test_requests=g.shape[0] - n_cal,
+        population_requests=g.shape[0],
         targets=tuple(
             TargetCoverage(
                 target=float(t),
                 certified=float(chosen.certified[:, j].mean()),
                 coverage=float(covered[:, j].mean()),
-                coverage_certified=_masked_mean(covered[:, j], chosen.certified[:, j]),
+                violations=float(violated[:, j].mean()),
                 cost_fraction=float(fraction[:, j].mean()),
                 point_coverage=float(point_covered[:, j].mean()),
                 point_cost_fraction=float(point_fraction[:, j].mean()),
@@ -186,7 +184,3 @@ def guarantee_coverage(
             for j, t in enumerate(x)
         ),
     )
-
-
-def _masked_mean(values: FloatArray, mask: npt.NDArray[np.bool_]) -> float | None:
-    return float(values[mask].mean()) if mask.any() else None

@@ -174,13 +174,14 @@ def plot_guarantee(
     path: str | Path,
     coverage: GuaranteeCoverage,
     *,
-    title: str = "Quality guarantee on resampled held-out splits",
+    title: str = "Quality guarantee over resampled calibration sets",
 ) -> Path:
     """Coverage against target with the promised 1 − δ line, and what the promise costs.
 
-    Left: share of random splits whose test half reached each target, for the
-    guaranteed λ and for the point estimate. Right: their mean cost, as a
-    fraction of always-top's, so the price of the guarantee is the gap.
+    Left: share of resampled calibration sets whose λ reached each target on
+    the held-out population, for the guaranteed λ and for the point estimate.
+    Right: their mean cost, as a fraction of always-top's, so the price of the
+    guarantee is the gap.
     """
     if not coverage.targets:
         raise InvalidInputError("need at least one quality target to plot")
@@ -199,13 +200,13 @@ def plot_guarantee(
         width=0.012,
         color="0.85",
         zorder=0,
-        label="share of splits certified",
+        label="share of draws certified",
     )
     left.axhline(coverage.confidence, color="tab:red", ls="--", lw=0.9, label="promised 1 − δ")
     left.set_ylim(0.0, 1.05)
     left.set_xlabel("quality target (fraction of top-tier quality)")
-    left.set_ylabel("share of splits reaching the target")
-    left.set_title(f"coverage ({coverage.resamples} splits)")
+    left.set_ylabel("share of draws reaching the target")
+    left.set_title(f"coverage ({coverage.resamples} draws)")
     left.legend(loc="lower left", fontsize=8)
     costs = (
         ("guaranteed λ", "tab:blue", "o", [t.cost_fraction for t in coverage.targets]),
