@@ -134,3 +134,16 @@ def test_shadow_decisions_are_not_training_data(tmp_path: Path) -> None:
     table = build_table([*answered, shadow], LADDER)
     assert table.request_ids == ("a",)
     np.testing.assert_array_equal(table.grades, [[1.0, 0.0]])
+
+
+def test_salted_splits_are_independent() -> None:
+    """Re-splitting a split's train side with the same seed must still hold some out."""
+    ids = [f"r{i}" for i in range(1000)]
+    same_time = np.zeros(len(ids))
+    kept, _ = split_requests(ids, same_time, 0.2, seed=0, salt="split")
+    train_ids = [ids[i] for i in kept]
+    _, held_again = split_requests(train_ids, np.zeros(len(train_ids)), 0.2, seed=0)
+    assert 0.15 * len(train_ids) < len(held_again) < 0.25 * len(train_ids)
+    unsalted_train = [ids[i] for i in split_requests(ids, same_time, 0.2)[0]]
+    _, unsalted_held = split_requests(unsalted_train, np.zeros(len(unsalted_train)), 0.2)
+    assert len(unsalted_held) == 0  # the same hash re-derives the split it came from

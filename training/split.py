@@ -23,9 +23,10 @@ IntArray = npt.NDArray[np.int64]
 MIN_DISTINCT_TIME_FRACTION = 0.5
 
 
-def hash_fraction(request_id: str, seed: int = 0) -> float:
+def hash_fraction(request_id: str, seed: int = 0, salt: str = "") -> float:
     """A stable pseudo-random number in [0, 1) per request id."""
-    digest = hashlib.sha256(f"{seed}:{request_id}".encode()).digest()
+    key = f"{salt}:{seed}:{request_id}" if salt else f"{seed}:{request_id}"
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -34,8 +35,14 @@ def split_requests(
     timestamps: npt.NDArray[np.float64],
     held_out_fraction: float,
     seed: int = 0,
+    salt: str = "",
 ) -> tuple[IntArray, IntArray]:
-    """Row indices of (kept, held out)."""
+    """Row indices of (kept, held out).
+
+    ``salt`` makes independent hash splits: ``tierwise split`` salts its own,
+    so training on its train file still holds out a fresh sample instead of
+    re-deriving the very split that emptied the held-out side.
+    """
     if not 0.0 <= held_out_fraction < 1.0:
         raise ConfigError(f"held-out fraction must be in [0, 1), got {held_out_fraction}")
     n = len(request_ids)
@@ -45,6 +52,6 @@ def split_requests(
         order = np.argsort(timestamps, kind="stable")
         n_held = max(1, round(n * held_out_fraction))
         return np.sort(order[: n - n_held]), np.sort(order[n - n_held :])
-    draws = np.array([hash_fraction(r, seed) for r in request_ids])
+    draws = np.array([hash_fraction(r, seed, salt) for r in request_ids])
     held = draws < held_out_fraction
     return np.flatnonzero(~held).astype(np.int64), np.flatnonzero(held).astype(np.int64)

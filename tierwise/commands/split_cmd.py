@@ -24,6 +24,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
+# Independent of the hash training holds out by, so a train file written here
+# still has a held-out sample for the manifest's metrics.
+SALT = "split"
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         first_seen[call.request_id] = min(stamp, first_seen.get(call.request_id, stamp))
     ids = list(first_seen)
     _, held = split_requests(
-        ids, np.array(list(first_seen.values())), args.held_out_fraction, args.seed
+        ids, np.array(list(first_seen.values())), args.held_out_fraction, args.seed, SALT
     )
     held_ids = {ids[i] for i in held}
     n_test = write_calls(args.out_test, (c for c in calls if c.request_id in held_ids))
