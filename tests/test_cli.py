@@ -153,7 +153,8 @@ def test_evaluate_writes_metrics_and_plots(
     assert {"length", "code", "keyword", "knn"} <= set(metrics["heuristics"])
     assert isinstance(metrics["heuristics"]["knn"]["apgr"], float)
     for tier in metrics["calibration"]["tiers"]:
-        assert {"roc_auc", "brier", "ece"} <= set(tier)
+        assert {"roc_auc", "brier", "ece", "ece_noise_floor"} <= set(tier)
+        assert 0.0 < tier["ece_noise_floor"] < 0.1
     for png in ("cost_quality.png", "reliability.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

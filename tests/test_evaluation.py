@@ -331,3 +331,19 @@ def test_calibration_report_judges_each_tier_on_its_graded_requests() -> None:
     assert large.mean_predicted == pytest.approx(0.65)
     with pytest.raises(InvalidInputError, match="no graded request"):
         calibration_report(probs[:1], grades[:1], 0.5, ["small", "large"])
+
+
+def test_ece_noise_floor_matches_calibrated_outcomes_and_shrinks_with_n() -> None:
+    from training.evaluation.calibration import ece_noise_floor
+
+    rng = np.random.default_rng(5)
+    small = rng.uniform(size=1_000)
+    large = rng.uniform(size=16_000)
+    floor_small, floor_large = ece_noise_floor(small), ece_noise_floor(large)
+    # Outcomes drawn from the predictions are calibrated: their ECE is noise alone.
+    measured = np.mean(
+        [expected_calibration_error(small, rng.uniform(size=small.size) < small) for _ in range(50)]
+    )
+    assert floor_small == pytest.approx(measured, rel=0.2)
+    assert floor_large < floor_small / 2  # noise falls as 1/sqrt(n)
+    assert ece_noise_floor(np.zeros(100)) == 0.0  # certain predictions carry no noise

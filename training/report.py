@@ -236,4 +236,7 @@ def _compact(summary: dict[str, Any]) -> dict[str, Any]:
 def _calibration_dict(data: dict[str, Any], detailed: bool) -> dict[str, Any]:
     if detailed:
         return data
-    return {t["tier"]: {k: t[k] for k in ("roc_auc", "brier", "ece", "n")} for t in data["tiers"]}
+    return {
+        t["tier"]: {k: t[k] for k in ("roc_auc", "brier", "ece", "ece_noise_floor", "n")}
+        for t in data["tiers"]
+    }

@@ -24,6 +24,7 @@ from router_model.errors import InvalidInputError
 from training.evaluation.curves import FloatArray, json_float
 
 DEFAULT_BINS = 10
+FLOOR_SIMULATIONS = 200
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +98,29 @@ def expected_calibration_error(
     return reliability_bins(probabilities, labels, n_bins).ece
 
 
+def ece_noise_floor(
+    probabilities: npt.ArrayLike,
+    n_bins: int = DEFAULT_BINS,
+    simulations: int = FLOOR_SIMULATIONS,
+    seed: int = 0,
+) -> float:
+    """Mean ECE a perfectly calibrated predictor would show on this many requests.
+
+    Binned ECE is biased upwards by sampling noise: with about a thousand
+    requests a predictor whose probabilities are exactly right still scores
+    around 0.03. Drawing outcomes from the predictions themselves and
+    measuring their ECE gives the floor a measured ECE should be read against.
+    """
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    _check_pair(p, np.zeros_like(p))
+    index = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    onehot = np.zeros((p.size, n_bins))
+    onehot[np.arange(p.size), index] = 1.0
+    draws = (np.random.default_rng(seed).random((simulations, p.size)) < p).astype(np.float64)
+    gaps = np.abs(draws @ onehot - p @ onehot)
+    return float(gaps.sum(axis=1).mean() / p.size)
+
+
 def brier_score(probabilities: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """Mean squared error of the probabilities: calibration and sharpness together."""
     p, y = _check_pair(probabilities, labels)
@@ -132,6 +156,7 @@ class TierCalibration:
     roc_auc: float | None
     brier: float
     ece: float
+    ece_noise_floor: float
     reliability: Reliability
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +168,7 @@ class TierCalibration:
             "roc_auc": json_float(self.roc_auc),
             "brier": json_float(self.brier),
             "ece": json_float(self.ece),
+            "ece_noise_floor": json_float(self.ece_noise_floor),
             "reliability": self.reliability.to_dict(),
         }
 
@@ -180,6 +206,7 @@ def calibrate_tier(
         roc_auc=roc_auc(p, y),
         brier=brier_score(p, y),
         ece=reliability.ece,
+        ece_noise_floor=ece_noise_floor(p, n_bins),
         reliability=reliability,
     )
 
