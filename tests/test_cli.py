@@ -152,6 +152,9 @@ def test_evaluate_writes_metrics_and_plots(
     assert {"always-small", "always-large", "random", "hull", "oracle"} <= set(metrics["baselines"])
     assert {"length", "code", "keyword", "knn"} <= set(metrics["heuristics"])
     assert isinstance(metrics["heuristics"]["knn"]["apgr"], float)
+    shares = metrics["bootstrap"]["router_better_share"]
+    assert set(shares) == {"knn", "hull"}
+    assert all(0.0 <= v <= 1.0 for by_metric in shares.values() for v in by_metric.values())
     for tier in metrics["calibration"]["tiers"]:
         assert {"roc_auc", "brier", "ece", "ece_noise_floor"} <= set(tier)
         assert 0.0 < tier["ece_noise_floor"] < 0.1

@@ -29,6 +29,7 @@ from training.evaluation.baselines import (
     compute_baselines,
     summarize_curve,
 )
+from training.evaluation.bootstrap import paired_bootstrap
 from training.evaluation.calibration import CalibrationReport, calibration_report
 from training.evaluation.curves import Curve, curve_points
 from training.evaluation.guarantee import GuaranteeCoverage, guarantee_coverage
@@ -87,11 +88,17 @@ def router_outputs(router: Router, table: RequestTable) -> RouterOutputs:
     )
 
 
+def cost_aware_choices(outputs: RouterOutputs) -> npt.NDArray[np.int64]:
+    """[K, N] tiers the cost-aware rule picks at every λ of the grid."""
+    cost_norm = outputs.expected_cost_usd / outputs.policy.reference_cost_usd
+    choices = policy.cost_aware_choices(outputs.p_success, cost_norm, LAMBDA_GRID)
+    return np.asarray(choices, dtype=np.int64)
+
+
 def router_curves(outputs: RouterOutputs, table: RequestTable) -> dict[str, Curve]:
     """Cost–quality curves of both rules over their whole control range."""
     p_success = outputs.p_success
-    cost_norm = outputs.expected_cost_usd / outputs.policy.reference_cost_usd
-    aware = policy.cost_aware_choices(p_success, cost_norm, LAMBDA_GRID)
+    aware = cost_aware_choices(outputs)
     threshold = np.stack([policy.threshold_choices(p_success, q)[0] for q in THRESHOLD_GRID])
     return {
         "cost_aware": curve_points(aware, table.grades, table.costs),
@@ -158,8 +165,9 @@ def evaluate(
     baselines = compute_baselines(judged.grades, judged.costs, ladder.pass_grade, ladder.names)
     reference = baselines.reference
     heuristics = heuristic_curves(judged.texts, judged.grades, judged.costs)
-    if knn is not None:
-        heuristics["knn"] = knn.curve(judged.texts, judged.grades, judged.costs, LAMBDA_GRID)
+    others = {} if knn is None else {"knn": knn.choices(judged.texts, LAMBDA_GRID)}
+    for name, choices in others.items():
+        heuristics[name] = curve_points(choices, judged.grades, judged.costs)
     calibration = calibration_report(
         scored.p_success, table.grades, ladder.pass_grade, ladder.names
     )
@@ -186,16 +194,21 @@ def evaluate(
     }
     guarantee = guarantee_check(outputs, judged)
     metrics["guarantee"] = guarantee.to_dict() if detailed else guarantee.compact()
+    if detailed:
+        bootstrap = paired_bootstrap(
+            cost_aware_choices(outputs), judged.grades, judged.costs, others
+        )
+        metrics["bootstrap"] = bootstrap.to_dict()
     return Evaluation(metrics, curves, baselines, heuristics, calibration, guarantee)
 
 
 def guarantee_check(outputs: RouterOutputs, judged: RequestTable) -> GuaranteeCoverage:
     """Resampled coverage of the λ fit's quality guarantee, at the manifest's confidence."""
-    cost_norm = outputs.expected_cost_usd / outputs.policy.reference_cost_usd
-    choices = policy.cost_aware_choices(outputs.p_success, cost_norm, LAMBDA_GRID)
     stated = outputs.policy.guarantee
     confidence = stated.confidence if stated is not None else DEFAULT_CONFIDENCE
-    return guarantee_coverage(choices, judged.grades, judged.costs, confidence=confidence)
+    return guarantee_coverage(
+        cost_aware_choices(outputs), judged.grades, judged.costs, confidence=confidence
+    )
 
 
 def heldout_metrics(router: Router, table: RequestTable) -> dict[str, Any]:

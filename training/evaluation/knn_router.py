@@ -39,19 +39,21 @@ class KnnRouter:
     train_costs: FloatArray
     k: int = DEFAULT_K
 
-    def curve(
-        self, texts: Sequence[str], grades: FloatArray, costs: FloatArray, lambdas: FloatArray
-    ) -> Curve:
-        return knn_router_curve(
+    def choices(self, texts: Sequence[str], lambdas: FloatArray) -> npt.NDArray[np.int64]:
+        """[K, N] tier choices for ``texts`` at every λ."""
+        return knn_router_choices(
             self.train_embeddings,
             self.train_grades,
             self.train_costs,
             self.embed(texts),
-            grades,
-            costs,
             lambdas,
             self.k,
         )
+
+    def curve(
+        self, texts: Sequence[str], grades: FloatArray, costs: FloatArray, lambdas: FloatArray
+    ) -> Curve:
+        return curve_points(self.choices(texts, lambdas), grades, costs)
 
 
 def knn_router_curve(
@@ -64,7 +66,22 @@ def knn_router_curve(
     lambdas: FloatArray,
     k: int = DEFAULT_K,
 ) -> Curve:
-    """Cost–quality curve of the kNN router on the test split.
+    """Cost–quality curve of the kNN router on the test split."""
+    choices = knn_router_choices(
+        train_embeddings, train_grades, train_costs, test_embeddings, lambdas, k
+    )
+    return curve_points(choices, test_grades, test_costs)
+
+
+def knn_router_choices(
+    train_embeddings: npt.ArrayLike,
+    train_grades: npt.ArrayLike,
+    train_costs: npt.ArrayLike,
+    test_embeddings: npt.ArrayLike,
+    lambdas: FloatArray,
+    k: int = DEFAULT_K,
+) -> npt.NDArray[np.int64]:
+    """[K, N] tiers the kNN router picks for the test requests at every λ.
 
     Only training requests graded (and priced) on every tier can vote; a call
     log that grades one tier per request leaves the others unknown, and
@@ -79,8 +96,7 @@ def knn_router_curve(
     reference = float(expected[:, -1].mean())
     if reference <= 0.0:
         raise InvalidInputError("the top tier's neighbour cost must be positive", "train_costs")
-    choices = cost_aware_choices(p_success, expected / reference, lambdas)
-    return curve_points(choices, test_grades, test_costs)
+    return np.asarray(cost_aware_choices(p_success, expected / reference, lambdas), dtype=np.int64)
 
 
 def _complete_rows(
