@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> list[Scenario]:
                         p50_ms=round(percentile(latencies, 0.50), 2),
                         p99_ms=round(percentile(latencies, 0.99), 2),
                         server_p50_ms=round(percentile(server, 0.50), 2),
-                        mean_prompt_tokens=None if tokens[name] is None else round(tokens[name], 1),
+                        mean_prompt_tokens=_round(tokens[name]),
                         server_rss_mib=_round(rss_mib(pid)),
                     )
                 )

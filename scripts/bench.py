@@ -1,0 +1,472 @@
+"""One benchmark of tierwise's performance targets, each next to an in-process reference.
+
+    python scripts/bench.py --model MODEL_DIR [--repeats 3] [--out build/bench.json] [--train]
+
+Figures (targets are for a 2-core machine without a GPU):
+
+  1. Predict over loopback gRPC at concurrency 1: p50 and p99 of short prompts
+     (under 64 tokens; targets 3 ms and 8 ms) and p50 of 256-token prompts
+     (target 12 ms). Reference: the same prompts scored one at a time in this
+     process with ``Router.load(MODEL).score([prompt])``.
+  2. Throughput of short prompts at concurrency 32 over gRPC, and its ratio to
+     the in-process reference: the same prompts scored in this process by
+     ``Router.score`` in batches of 32 (target ratio at least 0.90).
+  3. Server resident memory (VmRSS of the server process, from /proc) once the
+     model is loaded and again after all the load above (target at most 250 MB,
+     MB = 10^6 bytes); the growth between the two is reported too. Reference:
+     how much this process's RSS grew when it loaded the router in-process.
+  4. Training-time embedding throughput: ``training.embedder.Embedder`` over
+     ``--embed-prompts`` distinct MMLU-Pro prompts from ``--calls-dir``, without
+     the embedding cache (target at least 150 prompts/s). Reference: the
+     artifact's full graph (embedder + head) over the same prompts in-process.
+  5. With ``--train`` only (about 20 minutes on 2 cores): wall time of
+     ``tierwise train`` of the default router (the four bundled call files,
+     training/tiers/claude_prior.toml) with an empty TIERWISE_CACHE_DIR in a
+     temporary directory (target at most 300 s), then again with that cache warm.
+  6. The int8 embedder is not implemented: its figures are listed as not measured.
+
+The server is a ``tierwise serve`` child on 127.0.0.1 with a free port (no
+metrics endpoint, no hot reload), started after the in-process references
+and always stopped at the end. All traffic goes to that loopback port; each
+scenario stops after its call limit or its time limit, whichever comes first.
+Latencies and throughputs are medians over ``--repeats`` runs; memory and
+training are measured once. The gRPC client runs in this process, on the same
+cores as the server, so the gRPC figures are a floor rather than a ceiling.
+
+Progress goes to stderr; the table to stdout; every figure (value, unit,
+target, comparison, reference, ok) to ``--out`` as JSON. The exit status is 0
+even when targets are missed: this measures, it does not gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_grpc  # a sibling script, not a package
+
+REPO = bench_grpc.REPO
+DEFAULT_MODEL = REPO / "models" / "default"
+DEFAULT_CALLS = REPO / "build" / "calls"
+TRAIN_CALLS = ("mmlu_pro", "llmrouter", "routellm", "mt_bench")
+TRAIN_TIERS = REPO / "training" / "tiers" / "claude_prior.toml"
+PROMPT_POOL = 512
+LONG_TOKENS = 256
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+from bench_figures import (  # noqa: E402  (a sibling script)
+    MB,
+    Figure,
+    catalogue,
+    format_number,
+    format_table,
+    median,
+    report_json,
+)
+
+
+def prompts_of_tokens(model: Path, prompts: list[str], tokens: int) -> list[str]:
+    """Cut each prompt so that it is ``tokens`` word pieces long, [CLS] and [SEP] included."""
+    from tokenizers import Tokenizer
+
+    from serving.source import resolve
+
+    tokenizer = Tokenizer.from_file(str(resolve(model) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    out = []
+    for encoding, text in zip(
+        tokenizer.encode_batch(prompts, add_special_tokens=False), prompts, strict=True
+    ):
+        if len(encoding.offsets) < tokens - 2:
+            raise SystemExit(f"prompt too short for {tokens} tokens: {text[:60]!r}")
+        out.append(text[: encoding.offsets[tokens - 3][1]])
+    return out
+
+
+def mmlu_prompts(calls_dir: Path, n: int) -> list[str]:
+    """The first ``n`` distinct MMLU-Pro prompts (one file row per model and question)."""
+    from router_model.calls import iter_calls
+
+    path = calls_dir / "mmlu_pro.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: import the bundled calls (scripts/quickstart.sh)")
+    seen: dict[str, None] = {}
+    for call in iter_calls(path):
+        seen.setdefault(call.request_text().text, None)
+        if len(seen) >= n:
+            break
+    if len(seen) < n:
+        log(f"only {len(seen)} distinct MMLU-Pro prompts in {path}")
+    return list(seen)
+
+
+# ---------------------------------------------------------------- in-process references
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def inprocess_latency(router: Any, prompts: list[str], calls: int) -> tuple[float, float]:
+    """p50, p99 in ms of scoring one prompt at a time."""
+    from router_model.text import flatten
+
+    texts = [flatten(p) for p in prompts]
+    for text in texts[:10]:
+        router.score([text], batch_size=1)
+    latencies = []
+    for i in range(calls):
+        one = [texts[i % len(texts)]]
+        t0 = time.perf_counter()
+        router.score(one, batch_size=1)
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+    return bench_grpc.percentile(latencies, 0.50), bench_grpc.percentile(latencies, 0.99)
+
+
+def inprocess_throughput(router: Any, prompts: list[str], min_seconds: float) -> float:
+    """Prompts/s of ``Router.score`` on the whole list in batches of 32, over whole passes."""
+    from router_model.text import flatten
+
+    texts = [flatten(p) for p in prompts]
+    router.score(texts[:64])
+    done, elapsed = 0, 0.0
+    while elapsed < min_seconds or done == 0:
+        elapsed += timed(lambda: router.score(texts, batch_size=32))
+        done += len(texts)
+    return done / elapsed
+
+
+def process_rss_mb(pid: int, key: str = "VmRSS") -> float | None:
+    mib = bench_grpc.rss_mib(pid, key)
+    return None if mib is None else mib * 1024 * 1024 / MB
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def run_inprocess(
+    args: argparse.Namespace, prompts: dict[str, list[str]], figs: dict[str, Figure]
+) -> dict[str, float]:
+    """Reference figures, measured before the server starts so that nothing competes."""
+    from router_model.router import Router
+
+    before = process_rss_mb(os.getpid())
+    router = Router.load(args.model, intra_op_threads=args.reference_threads)
+    after = process_rss_mb(os.getpid())
+    if before is not None and after is not None:
+        figs["server_rss_loaded"].reference = after - before
+        figs["server_rss_after"].reference = after - before
+    refs: dict[str, list[float]] = {"short_p50": [], "short_p99": [], "long_p50": [], "rps": []}
+    for r in range(args.repeats):
+        p50, p99 = inprocess_latency(router, prompts["short"], args.c1_requests)
+        long_p50, _ = inprocess_latency(router, prompts["long"], args.c1_long_requests)
+        rps = inprocess_throughput(router, prompts["short"], args.reference_seconds)
+        log(
+            f"in-process run {r + 1}/{args.repeats}: short p50 {p50:.2f} ms p99 {p99:.2f} ms, "
+            f"256-token p50 {long_p50:.2f} ms, batched {rps:.0f} prompts/s"
+        )
+        for key, value in zip(refs, (p50, p99, long_p50, rps), strict=True):
+            refs[key].append(value)
+    del router
+    return {k: v for k, v in ((k, median(v)) for k, v in refs.items()) if v is not None}
+
+
+def run_grpc(
+    args: argparse.Namespace,
+    prompts: dict[str, list[str]],
+    figs: dict[str, Figure],
+    refs: dict[str, float],
+) -> None:
+    log("starting tierwise serve on 127.0.0.1 (free port)")
+    proc, target = bench_grpc.start_server(args.model, args)
+    try:
+        bench_grpc.check_loopback(target)
+        log(f"server pid {proc.pid} ready at {target}")
+        figs["server_rss_loaded"].value = process_rss_mb(proc.pid)
+        scenarios = (
+            ("short", 1, args.c1_requests, args.c1_seconds),
+            ("long", 1, args.c1_long_requests, args.c1_seconds),
+            ("short", 32, args.c32_requests, args.c32_seconds),
+        )
+        results: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
+        for r in range(args.repeats):
+            for name, concurrency, calls, seconds in scenarios:
+                asyncio.run(bench_grpc.drive(target, prompts[name], concurrency, args.warmup, 30))
+                lat, server, errors, elapsed = asyncio.run(
+                    bench_grpc.drive(target, prompts[name], concurrency, calls, seconds)
+                )
+                p50 = bench_grpc.percentile(lat, 0.50)
+                p99 = bench_grpc.percentile(lat, 0.99)
+                server_ms = bench_grpc.percentile(server, 0.50)
+                rps = len(lat) / elapsed
+                log(
+                    f"gRPC run {r + 1}/{args.repeats} {name} c={concurrency}: {len(lat)} calls "
+                    f"({errors} errors) in {elapsed:.1f} s, {rps:.0f} req/s, p50 {p50:.2f} ms, "
+                    f"p99 {p99:.2f} ms, server-side p50 {server_ms:.2f} ms"
+                )
+                results.setdefault((name, concurrency), []).append((p50, p99, server_ms, rps))
+        figs["server_rss_after"].value = process_rss_mb(proc.pid)
+        peak = process_rss_mb(proc.pid, "VmHWM")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log("server stopped")
+
+    def fill(key: str, scenario: tuple[str, int], column: int, ref: str) -> float | None:
+        runs = [row[column] for row in results[scenario]]
+        figs[key].runs = [round(v, 3) for v in runs]
+        figs[key].value = median(runs)
+        figs[key].reference = refs.get(ref)
+        return median([row[2] for row in results[scenario]])
+
+    one = "Router.score([prompt]) in-process, one prompt per call"
+    server_p50 = fill("grpc_short_c1_p50", ("short", 1), 0, "short_p50")
+    figs["grpc_short_c1_p50"].note = f"server-side p50 {format_number(server_p50)} ms"
+    fill("grpc_short_c1_p99", ("short", 1), 1, "short_p99")
+    server_p50 = fill("grpc_256_c1_p50", ("long", 1), 0, "long_p50")
+    figs["grpc_256_c1_p50"].note = f"server-side p50 {format_number(server_p50)} ms"
+    for key in ("grpc_short_c1_p50", "grpc_short_c1_p99", "grpc_256_c1_p50"):
+        figs[key].reference_name = one
+    server_p50 = fill("grpc_short_c32_rps", ("short", 32), 3, "rps")
+    c32 = results[("short", 32)]
+    c32_fig = figs["grpc_short_c32_rps"]
+    c32_fig.reference_name = "Router.score(prompts, batch_size=32) in-process, same prompts"
+    c32_p50 = median([row[0] for row in c32])
+    c32_fig.note = (
+        f"p50 {format_number(c32_p50)} ms, server-side p50 {format_number(server_p50)} ms"
+    )
+    ratio = figs["grpc_c32_ratio"]
+    ratio.runs = [round(row[3] / refs["rps"], 3) for row in c32] if "rps" in refs else []
+    rps_value = figs["grpc_short_c32_rps"].value
+    if rps_value is not None and refs.get("rps"):
+        ratio.value = rps_value / refs["rps"]
+    ratio.reference_name = "1.00 = the in-process batched throughput"
+    loaded, after = figs["server_rss_loaded"], figs["server_rss_after"]
+    if loaded.value is not None and after.value is not None:
+        figs["server_rss_growth"].value = after.value - loaded.value
+    if peak is not None:
+        after.note = f"peak (VmHWM) {format_number(peak)} MB"
+    for f in (loaded, after):
+        f.reference_name = "RSS growth of this process on Router.load (in-process)"
+
+
+def run_embedding(args: argparse.Namespace, figs: dict[str, Figure]) -> None:
+    from router_model.router import Router
+    from router_model.text import flatten
+    from router_model.tokenize import TruncationRule
+    from training.embedder import Embedder, embedder_files
+
+    prompts = mmlu_prompts(args.calls_dir, args.embed_prompts)
+    embedder = Embedder(embedder_files(), TruncationRule())
+    embedder.embed(prompts[:32], progress=False)  # warm up the session
+    router = Router.load(args.model, intra_op_threads=args.reference_threads)
+    texts = [flatten(p) for p in prompts]
+    runs, refs = [], []
+    for r in range(args.repeats):
+        runs.append(len(prompts) / timed(lambda: embedder.embed(prompts, progress=False)))
+        refs.append(len(prompts) / timed(lambda: router.score(texts, batch_size=32)))
+        log(
+            f"embedding run {r + 1}/{args.repeats}: {runs[-1]:.0f} prompts/s "
+            f"(router graph in-process {refs[-1]:.0f} prompts/s), {len(prompts)} prompts"
+        )
+    fig = figs["embed_rps"]
+    fig.runs = [round(v, 1) for v in runs]
+    fig.value, fig.reference = median(runs), median(refs)
+    fig.reference_name = "Router.score (embedder + head) in-process, same prompts, batch 32"
+    fig.note = f"{len(prompts)} distinct MMLU-Pro prompts, batch {embedder.batch_size}"
+
+
+def train_once(args: argparse.Namespace, cache: Path, out: Path) -> float:
+    command = [sys.executable, "-m", "tierwise.cli", "train"]
+    for name in TRAIN_CALLS:
+        command += ["--calls", str(args.calls_dir / f"{name}.jsonl")]
+    command += ["--tiers", str(TRAIN_TIERS), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "TIERWISE_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=args.train_timeout
+    )
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"tierwise train failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return elapsed
+
+
+def run_training(args: argparse.Namespace, figs: dict[str, Figure]) -> None:
+    root = Path(tempfile.mkdtemp(prefix="tierwise-bench-train-"))
+    try:
+        cache = root / "cache"
+        cache.mkdir()
+        log(f"training the default router with an empty cache in {cache} (slow)")
+        cold = train_once(args, cache, root / "cold")
+        log(f"cold-cache training: {cold:.0f} s; training again with the cache warm")
+        warm = train_once(args, cache, root / "warm")
+        log(f"warm-cache training: {warm:.0f} s")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    figs["train_cold_s"].value, figs["train_warm_s"].value = cold, warm
+    figs["train_cold_s"].note = "embedder export + embedding of every request + fit"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from serving.config import DEFAULT_MAX_COALESCE_TOKENS
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help=f"router artifact to serve and score (default {DEFAULT_MODEL}, if it exists)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "build" / "bench.json",
+        help="JSON file for every figure (default build/bench.json)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per latency/throughput figure; medians are reported",
+    )
+    parser.add_argument(
+        "--calls-dir",
+        type=Path,
+        default=DEFAULT_CALLS,
+        help="bundled graded calls (mmlu_pro.jsonl, ...; default build/calls)",
+    )
+    parser.add_argument(
+        "--embed-prompts",
+        type=int,
+        default=512,
+        help="distinct MMLU-Pro prompts to embed for figure 4",
+    )
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="also time training the default router twice (~20 min on 2 cores)",
+    )
+    parser.add_argument(
+        "--train-timeout",
+        type=float,
+        default=1800,
+        help="seconds before one training run is abandoned",
+    )
+    group = parser.add_argument_group("traffic bounds (per scenario and repeat)")
+    group.add_argument(
+        "--c1-requests", type=int, default=500, help="max calls, short prompts at concurrency 1"
+    )
+    group.add_argument(
+        "--c1-long-requests",
+        type=int,
+        default=200,
+        help="max calls, 256-token prompts at concurrency 1",
+    )
+    group.add_argument(
+        "--c1-seconds", type=float, default=15.0, help="max seconds per concurrency-1 scenario"
+    )
+    group.add_argument("--c32-requests", type=int, default=2000, help="max calls at concurrency 32")
+    group.add_argument(
+        "--c32-seconds", type=float, default=20.0, help="max seconds at concurrency 32"
+    )
+    group.add_argument("--warmup", type=int, default=20, help="untimed calls before each scenario")
+    group.add_argument(
+        "--reference-seconds",
+        type=float,
+        default=3.0,
+        help="min seconds of in-process batched scoring per repeat",
+    )
+    group.add_argument(
+        "--reference-threads",
+        type=int,
+        default=0,
+        help="onnxruntime intra-op threads in-process (0: all cores)",
+    )
+    server = parser.add_argument_group("server settings (passed to tierwise serve)")
+    server.add_argument("--workers", type=int, default=0, help="scoring threads (0: one per core)")
+    server.add_argument("--intra-op-threads", type=int, default=1)
+    server.add_argument("--max-coalesce-tokens", type=int, default=DEFAULT_MAX_COALESCE_TOKENS)
+    args = parser.parse_args(argv)
+    positive = ("repeats", "embed_prompts", "c1_requests", "c1_long_requests", "c32_requests")
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.model is None:
+        if not (DEFAULT_MODEL / "manifest.json").is_file():
+            parser.error(
+                f"no --model given and {DEFAULT_MODEL} holds no artifact; train one "
+                "(scripts/quickstart.sh) or pass --model DIR"
+            )
+        args.model = DEFAULT_MODEL
+    if not args.model.exists():
+        parser.error(f"--model {args.model} does not exist")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    figs = catalogue()
+    started = time.perf_counter()
+    short = bench_grpc.short_prompts(PROMPT_POOL)
+    prompts = {
+        "short": short,
+        "long": prompts_of_tokens(args.model, bench_grpc.long_prompts(PROMPT_POOL), LONG_TOKENS),
+    }
+    tokens = {k: bench_grpc.token_count(args.model, v) for k, v in prompts.items()}
+    log(f"prompts: short ≈{tokens['short']:.0f} tokens, long ≈{tokens['long']:.0f} tokens")
+    log("in-process references")
+    refs = run_inprocess(args, prompts, figs)
+    run_grpc(args, prompts, figs, refs)
+    log("training-time embedding")
+    run_embedding(args, figs)
+    if args.train:
+        run_training(args, figs)
+    else:
+        for key in ("train_cold_s", "train_warm_s"):
+            figs[key].note = "not measured: pass --train (about 20 minutes)"
+    ordered = list(figs.values())
+    print(format_table(ordered))
+    meta = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "model": str(args.model),
+        "repeats": args.repeats,
+        "prompt_tokens": tokens,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report_json(ordered, meta), indent=2) + "\n")
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
