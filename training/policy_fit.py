@@ -64,7 +64,6 @@ GUARANTEE_METHODS: dict[str, str] = {
     "hoeffding-bentkus": "learn-then-test/hoeffding-bentkus/fixed-sequence",
 }
 DEFAULT_METHOD: Method = "betting"
-GUARANTEE_METHOD = GUARANTEE_METHODS[DEFAULT_METHOD]
 DEFAULT_CONFIDENCE = 0.9
 # The order the calibration requests are bet on; fixed so training is reproducible.
 ORDER_SEED = 0

@@ -95,10 +95,14 @@ def cost_aware_choices(outputs: RouterOutputs) -> npt.NDArray[np.int64]:
     return np.asarray(choices, dtype=np.int64)
 
 
-def router_curves(outputs: RouterOutputs, table: RequestTable) -> dict[str, Curve]:
-    """Cost–quality curves of both rules over their whole control range."""
+def router_curves(
+    outputs: RouterOutputs, table: RequestTable, aware: npt.NDArray[np.int64]
+) -> dict[str, Curve]:
+    """Cost–quality curves of both rules over their whole control range.
+
+    ``aware`` is ``cost_aware_choices(outputs)``, computed once per evaluation.
+    """
     p_success = outputs.p_success
-    aware = cost_aware_choices(outputs)
     threshold = np.stack([policy.threshold_choices(p_success, q)[0] for q in THRESHOLD_GRID])
     return {
         "cost_aware": curve_points(aware, table.grades, table.costs),
@@ -161,7 +165,8 @@ def evaluate(
     outputs = scored.subset(rows)
     judged = table.subset(rows)
     ladder = outputs.ladder
-    curves = router_curves(outputs, judged)
+    aware = cost_aware_choices(outputs)
+    curves = router_curves(outputs, judged, aware)
     baselines = compute_baselines(judged.grades, judged.costs, ladder.pass_grade, ladder.names)
     reference = baselines.reference
     heuristics = heuristic_curves(judged.texts, judged.grades, judged.costs)
@@ -192,23 +197,21 @@ def evaluate(
         "calibration": _calibration_dict(calibration.to_dict(), detailed),
         **outputs.sections,
     }
-    guarantee = guarantee_check(outputs, judged)
+    guarantee = guarantee_check(outputs, judged, aware)
     metrics["guarantee"] = guarantee.to_dict() if detailed else guarantee.compact()
     if detailed:
-        bootstrap = paired_bootstrap(
-            cost_aware_choices(outputs), judged.grades, judged.costs, others
-        )
+        bootstrap = paired_bootstrap(aware, judged.grades, judged.costs, others)
         metrics["bootstrap"] = bootstrap.to_dict()
     return Evaluation(metrics, curves, baselines, heuristics, calibration, guarantee)
 
 
-def guarantee_check(outputs: RouterOutputs, judged: RequestTable) -> GuaranteeCoverage:
+def guarantee_check(
+    outputs: RouterOutputs, judged: RequestTable, aware: npt.NDArray[np.int64]
+) -> GuaranteeCoverage:
     """Resampled coverage of the λ fit's quality guarantee, at the manifest's confidence."""
     stated = outputs.policy.guarantee
     confidence = stated.confidence if stated is not None else DEFAULT_CONFIDENCE
-    return guarantee_coverage(
-        cost_aware_choices(outputs), judged.grades, judged.costs, confidence=confidence
-    )
+    return guarantee_coverage(aware, judged.grades, judged.costs, confidence=confidence)
 
 
 def heldout_metrics(router: Router, table: RequestTable) -> dict[str, Any]:

@@ -91,8 +91,9 @@ def knn_router_choices(
     rows, grades, costs = _complete_rows(train_grades, train_costs)
     embeddings = np.asarray(train_embeddings, dtype=np.float64)[rows]
     k = min(k, len(rows))
-    p_success = knn_success_probabilities(embeddings, grades, test_embeddings, k)
-    expected = knn_success_probabilities(embeddings, costs, test_embeddings, k)
+    # One neighbour search for both: grades and costs are averaged side by side.
+    means = knn_success_probabilities(embeddings, np.hstack([grades, costs]), test_embeddings, k)
+    p_success, expected = np.hsplit(means, 2)
     reference = float(expected[:, -1].mean())
     if reference <= 0.0:
         raise InvalidInputError("the top tier's neighbour cost must be positive", "train_costs")
