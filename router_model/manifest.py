@@ -121,6 +121,16 @@ class PolicyConfig:
         )
 
 
+def batch_invariant(precision: str) -> bool:
+    """Whether requests scored in one batch get the outputs they would get alone.
+
+    The int8 embedder quantizes activations with one scale per tensor, so
+    within a batch each request would shift the others' embeddings; it runs
+    one request at a time. fp32 runs length-sorted batches.
+    """
+    return precision != "int8"
+
+
 @dataclass(frozen=True)
 class Manifest:
     """The parsed manifest; ``raw`` keeps every field, including free-form metrics."""
@@ -132,6 +142,7 @@ class Manifest:
     files: Mapping[str, FileDigest]
     router_version: str
     embedder_dim: int
+    embedder_precision: str = "fp32"
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -164,6 +175,7 @@ class Manifest:
                 },
                 router_version=str(data["router_version"]),
                 embedder_dim=int(data["embedder"]["dim"]),
+                embedder_precision=str(data["embedder"].get("precision", "fp32")),
                 raw=data,
             )
         except KeyError as exc:

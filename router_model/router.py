@@ -26,6 +26,7 @@ from router_model.manifest import (
     P_SUCCESS,
     SCALAR_FEATURES,
     Manifest,
+    batch_invariant,
 )
 from router_model.text import Message, RequestText
 from router_model.tiers import TierLadder
@@ -109,7 +110,13 @@ class Router:
     def score(
         self, requests: Sequence[RequestText], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> Scores:
-        """P(success) and predicted output tokens per tier for every request."""
+        """P(success) and predicted output tokens per tier for every request.
+
+        An int8 embedder scores one request per run, so that no request's
+        scores depend on the others in its batch (``batch_invariant``).
+        """
+        if not batch_invariant(self.manifest.embedder_precision):
+            batch_size = 1
         n_tiers = len(self.ladder)
         p = np.zeros((len(requests), n_tiers))
         out = np.zeros((len(requests), n_tiers))

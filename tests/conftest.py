@@ -86,6 +86,18 @@ def gbt_router_dir(
 
 
 @pytest.fixture(scope="session")
+def int8_router_dir(
+    tmp_path_factory: pytest.TempPathFactory, mmlu_calls: Path, mmlu_tiers: Path
+) -> Path:
+    return _train(
+        tmp_path_factory.mktemp("models") / "int8",
+        mmlu_calls,
+        mmlu_tiers,
+        embedder_precision="int8",
+    )
+
+
+@pytest.fixture(scope="session")
 def serve_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment with only ``tierwise[serve]``: no torch, no scikit-learn."""
     import subprocess

@@ -43,10 +43,24 @@ def build_model(
 ) -> onnx.ModelProto:
     """input_ids, attention_mask, scalar_features -> p_success, output_tokens."""
     embedder = onnx.load(str(embedder_path))
+    _drop_unused_opsets(embedder)
     head = _head_model(classifier, lengths, n_scalar, embedder)
     merged = compose.merge_models(embedder, head, io_map=[(EMBEDDING, EMBEDDING)])
     onnx.checker.check_model(merged)
     return merged
+
+
+def _drop_unused_opsets(model: onnx.ModelProto) -> None:
+    """Forget operator sets no node uses.
+
+    onnxruntime's optimizer declares every domain it knows (``ai.onnx.ml``
+    version 5 among them), and ``merge_models`` refuses two models that declare
+    one domain at different versions.
+    """
+    used = {node.domain for node in model.graph.node} | {""}
+    kept = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
 
 
 def _head_model(

@@ -41,6 +41,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="probability that each guaranteed quality target holds on new traffic "
         "(the manifest records which targets are guaranteed; docs/quality-guarantee.md)",
     )
+    parser.add_argument(
+        "--embedder-precision",
+        choices=("fp32", "int8"),
+        default="fp32",
+        help="int8: up to 1.4x faster on short prompts and a third of the memory, "
+        "embeddings within 0.99 cosine of fp32 (docs/performance.md)",
+    )
     parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation (logreg)")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--head-tokens", type=int, default=128)
@@ -64,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         quality_target=args.quality_target,
         guarantee_confidence=args.guarantee_confidence,
         C=args.C,
+        embedder_precision=args.embedder_precision,
         progress=not args.no_progress,
     )
     result = train_router(args.calls, args.tiers, args.out, config)
