@@ -28,13 +28,14 @@ def _pipeline_proba(directory: Path, requests: list[RequestText]) -> np.ndarray:
     from training.features import feature_matrix
 
     router = Router.load(directory)
-    embedder = Embedder(embedder_files(), router.manifest.truncation)
+    precision = router.manifest.raw["embedder"]["precision"]
+    embedder = Embedder(embedder_files(precision), router.manifest.truncation)
     X, _ = feature_matrix(requests, embedder, EmbeddingCache.for_embedder(embedder), progress=False)
     pipeline = joblib.load(directory / "pipeline.joblib")
     return np.asarray(pipeline.predict_proba(X))
 
 
-@pytest.mark.parametrize("fixture", ["logreg_router_dir", "gbt_router_dir"])
+@pytest.mark.parametrize("fixture", ["logreg_router_dir", "gbt_router_dir", "int8_router_dir"])
 def test_onnx_probabilities_equal_fitted_pipeline(
     fixture: str, request: pytest.FixtureRequest, mmlu_calls: Path
 ) -> None:
@@ -108,3 +109,25 @@ def test_not_an_artifact(tmp_path: Path) -> None:
         Router.load(tmp_path / "nope")
     with pytest.raises(ArtifactError, match=r"manifest\.json: missing"):
         Router.load(tmp_path)
+
+
+def test_training_refuses_a_graph_that_disagrees_with_its_pipeline(
+    logreg_router_dir: Path, mmlu_calls: Path, mmlu_tiers: Path
+) -> None:
+    from router_model.tiers import load_tiers
+    from training.dataset import build_table
+    from training.embedder import Embedder, embedder_files
+    from training.embedding_cache import EmbeddingCache
+    from training.features import feature_matrix
+    from training.train import check_artifact_agrees
+
+    router = Router.load(logreg_router_dir)
+    table = build_table(read_calls(mmlu_calls), load_tiers(mmlu_tiers))
+    table = table.subset(np.arange(40))
+    embedder = Embedder(embedder_files(), router.manifest.truncation)
+    cache = EmbeddingCache.for_embedder(embedder)
+    X, _ = feature_matrix(table.requests, embedder, cache, progress=False)
+    pipeline = joblib.load(logreg_router_dir / "pipeline.joblib")
+    check_artifact_agrees(router, table, pipeline, X)  # the real features agree
+    with pytest.raises(RuntimeError, match="differs from the fitted pipeline"):
+        check_artifact_agrees(router, table, pipeline, X[::-1].copy())

@@ -214,9 +214,11 @@ def guarantee_check(
     return guarantee_coverage(aware, judged.grades, judged.costs, confidence=confidence)
 
 
-def heldout_metrics(router: Router, table: RequestTable) -> dict[str, Any]:
+def heldout_metrics(
+    router: Router, table: RequestTable, scoring: Scoring = router_outputs
+) -> dict[str, Any]:
     """The compact metrics recorded in the manifest at training time."""
-    return evaluate(router, table, detailed=False).metrics
+    return evaluate(router, table, detailed=False, scoring=scoring).metrics
 
 
 def write_report(

@@ -33,11 +33,14 @@ from training.features import feature_matrix
 from training.onnx_export import build_model
 from training.output_length import OutputLengthModel, fit_output_length
 from training.policy_fit import fit_policy
-from training.report import heldout_metrics
+from training.report import RouterOutputs, heldout_metrics
 from training.split import split_requests
 
 log = logging.getLogger(__name__)
 MIN_POLICY_ROWS = 20
+# Held-out requests scored through the exported graph to hold it to the pipeline.
+ARTIFACT_CHECK_ROWS = 16
+ARTIFACT_TOLERANCE = 1e-3
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -55,6 +58,7 @@ class TrainConfig:
     # Probability that each guaranteed quality target holds on new traffic.
     guarantee_confidence: float = 0.9
     C: float = 1.0
+    embedder_precision: str = "fp32"
     progress: bool = True
 
 
@@ -106,7 +110,7 @@ def train_on_table(
     n_calls: int = 0,
 ) -> TrainResult:
     rule = TruncationRule(max_tokens=config.max_tokens, head_tokens=config.head_tokens)
-    embedder = Embedder(embedder_files(), rule)
+    embedder = Embedder(embedder_files(config.embedder_precision), rule)
     cache = EmbeddingCache.for_embedder(embedder)
     X, computed = feature_matrix(table.requests, embedder, cache, progress=config.progress)
     log.info("features for %d requests (%d newly embedded)", len(table), computed)
@@ -139,7 +143,9 @@ def train_on_table(
         embedder.files.tokenizer_path,
         manifest,
         pipeline,
-        evaluate=(lambda r: _heldout_or_reason(r, test)) if len(test) else None,
+        evaluate=(lambda r: _heldout_or_reason(r, test, pipeline, X[test_rows]))
+        if len(test)
+        else None,
     )
     return TrainResult(
         router=router,
@@ -149,13 +155,49 @@ def train_on_table(
     )
 
 
-def _heldout_or_reason(router: Router, test: RequestTable) -> dict[str, Any]:
-    """Held-out metrics, or why there are none (too few requests graded on every tier)."""
+def _heldout_or_reason(
+    router: Router, test: RequestTable, pipeline: FittedPipeline, X: npt.NDArray[np.float32]
+) -> dict[str, Any]:
+    """Held-out metrics, or why there are none (too few requests graded on every tier).
+
+    The held-out requests are scored by the fitted pipeline on their cached
+    features rather than by running the artifact's encoder over them again,
+    which would double the embedding time of a warm retrain. The artifact is
+    held to the pipeline's outputs on a sample first, so the metrics are those
+    of the graph that will serve.
+    """
+    check_artifact_agrees(router, test, pipeline, X)
     try:
-        return heldout_metrics(router, test)
+        return heldout_metrics(
+            router, test, scoring=lambda r, t: _fitted_outputs(r, t, pipeline, X)
+        )
     except InvalidInputError as exc:
         log.warning("no held-out metrics: %s", exc)
         return {"skipped": str(exc)}
+
+
+def _fitted_outputs(
+    router: Router, test: RequestTable, pipeline: FittedPipeline, X: npt.NDArray[np.float32]
+) -> RouterOutputs:
+    p_success = np.clip(pipeline.predict_proba(X), 0.0, 1.0)
+    input_tokens = np.array([estimate_tokens(r.text) for r in test.requests], dtype=np.float64)
+    costs = router.ladder.expected_costs(input_tokens, pipeline.output_length.predict(X))
+    return RouterOutputs(router.ladder, p_success, costs, router.manifest.policy)
+
+
+def check_artifact_agrees(
+    router: Router, test: RequestTable, pipeline: FittedPipeline, X: npt.NDArray[np.float32]
+) -> None:
+    """Refuse an artifact whose graph disagrees with the fitted pipeline."""
+    rows = np.arange(min(len(test), ARTIFACT_CHECK_ROWS))
+    graph = router.score([test.requests[i] for i in rows]).p_success
+    fitted = np.clip(pipeline.predict_proba(X[rows]), 0.0, 1.0)
+    gap = float(np.abs(graph - fitted).max(initial=0.0))
+    if gap > ARTIFACT_TOLERANCE:
+        raise RuntimeError(
+            f"the exported graph's P(success) differs from the fitted pipeline's by {gap:.2g} "
+            f"(tolerance {ARTIFACT_TOLERANCE}); the artifact was not published"
+        )
 
 
 def _fit(
@@ -233,6 +275,7 @@ def _manifest_fields(
         "embedder": {
             "id": EMBEDDER_ID,
             "revision": embedder.files.revision,
+            "precision": config.embedder_precision,
             "dim": EMBEDDING_DIM,
             "pooling": "mean",
             "normalized": True,
