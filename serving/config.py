@@ -64,8 +64,10 @@ class ServerConfig:
     model: Path
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    workers: int = 0
-    intra_op_threads: int = 1
+    # One scoring pass at a time on every core: a lone call gets both cores,
+    # and calls that arrive meanwhile are coalesced into the next pass.
+    workers: int = 1
+    intra_op_threads: int = 0
     max_coalesce_tokens: int = DEFAULT_MAX_COALESCE_TOKENS
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     limits: Limits = field(default_factory=Limits)

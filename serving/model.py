@@ -31,7 +31,7 @@ class ReloadOutcome:
 class RouterModel:
     """Loads the artifact that ``model`` designates and keeps the current ``Router``."""
 
-    def __init__(self, model: Path, intra_op_threads: int = 1) -> None:
+    def __init__(self, model: Path, intra_op_threads: int = 0) -> None:
         self.model = model
         self.intra_op_threads = intra_op_threads
         self._router: Router | None = None

@@ -67,7 +67,9 @@ class TierwiseServer:
                 CallLogWriter(self._shadow_store),
                 self.metrics.registry,
                 config.shadow_queue,
-                config.intra_op_threads,
+                # Off the request path: one thread, so the challenger never
+                # takes cores from the router that answers.
+                intra_op_threads=1,
             )
 
     async def start(self) -> int:

@@ -41,10 +41,16 @@ def register(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     parser.add_argument(
-        "--workers", type=int, default=0, help="scoring threads; 0 means one per CPU core"
+        "--workers",
+        type=int,
+        default=1,
+        help="scoring threads; 0 means one per CPU core (docs/performance.md)",
     )
     parser.add_argument(
-        "--intra-op-threads", type=int, default=1, help="onnxruntime threads per scoring call"
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="onnxruntime threads per scoring pass; 0 means all cores",
     )
     parser.add_argument(
         "--max-coalesce-tokens",
