@@ -15,15 +15,22 @@ Figures (targets are for a 2-core machine without a GPU):
      model is loaded and again after all the load above (target at most 250 MB,
      MB = 10^6 bytes); the growth between the two is reported too. Reference:
      how much this process's RSS grew when it loaded the router in-process.
-  4. Training-time embedding throughput: ``training.embedder.Embedder`` over
-     ``--embed-prompts`` distinct MMLU-Pro prompts from ``--calls-dir``, without
-     the embedding cache (target at least 150 prompts/s). Reference: the
-     artifact's full graph (embedder + head) over the same prompts in-process.
-  5. With ``--train`` only (about 20 minutes on 2 cores): wall time of
+     The drift between the end of the first and of the last repeat shows
+     whether memory keeps growing once the server has seen every batch shape
+     (target at most 5 MB).
+  4. Training-time embedding throughput: ``training.embedder.Embedder`` (fp32)
+     over ``--embed-prompts`` distinct MMLU-Pro prompts from ``--calls-dir``,
+     without the embedding cache (target at least 150 prompts/s). Reference:
+     the artifact's full graph (embedder + head) over the same prompts in-process.
+  5. The int8 embedder on the same prompts: its throughput, its speed-up over
+     fp32, and the minimum cosine of its embeddings to the fp32 ones (target at
+     least 0.99). With ``--int8-model`` (a router trained like ``--model`` but
+     with ``--embedder-precision int8``), the difference of the two manifests'
+     held-out cost@95 (target at most 0.01 of always-top's cost).
+  6. With ``--train`` only (about 20 minutes on 2 cores): wall time of
      ``tierwise train`` of the default router (the four bundled call files,
      training/tiers/claude_prior.toml) with an empty TIERWISE_CACHE_DIR in a
      temporary directory (target at most 300 s), then again with that cache warm.
-  6. The int8 embedder is not implemented: its figures are listed as not measured.
 
 The server is a ``tierwise serve`` child on 127.0.0.1 with a free port (no
 metrics endpoint, no hot reload), started after the in-process references
@@ -208,6 +215,7 @@ def run_grpc(
             ("short", 32, args.c32_requests, args.c32_seconds),
         )
         results: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
+        rss_after_repeat: list[float] = []
         for r in range(args.repeats):
             for name, concurrency, calls, seconds in scenarios:
                 asyncio.run(bench_grpc.drive(target, prompts[name], concurrency, args.warmup, 30))
@@ -224,6 +232,15 @@ def run_grpc(
                     f"p99 {p99:.2f} ms, server-side p50 {server_ms:.2f} ms"
                 )
                 results.setdefault((name, concurrency), []).append((p50, p99, server_ms, rps))
+            rss = process_rss_mb(proc.pid)
+            if rss is not None:
+                rss_after_repeat.append(rss)
+        if len(rss_after_repeat) >= 2:
+            drift = figs["server_rss_drift"]
+            drift.runs = [round(v, 1) for v in rss_after_repeat]
+            drift.value = rss_after_repeat[-1] - rss_after_repeat[0]
+        else:
+            figs["server_rss_drift"].note = "not measured: needs --repeats 2 or more"
         figs["server_rss_after"].value = process_rss_mb(proc.pid)
         peak = process_rss_mb(proc.pid, "VmHWM")
     finally:
@@ -280,23 +297,62 @@ def run_embedding(args: argparse.Namespace, figs: dict[str, Figure]) -> None:
     from training.embedder import Embedder, embedder_files
 
     prompts = mmlu_prompts(args.calls_dir, args.embed_prompts)
-    embedder = Embedder(embedder_files(), TruncationRule())
-    embedder.embed(prompts[:32], progress=False)  # warm up the session
+    fp32 = Embedder(embedder_files("fp32"), TruncationRule())
+    int8 = Embedder(embedder_files("int8"), TruncationRule())
+    for embedder in (fp32, int8):
+        embedder.embed(prompts[:32], progress=False)  # warm up the session
     router = Router.load(args.model, intra_op_threads=args.reference_threads)
     texts = [flatten(p) for p in prompts]
-    runs, refs = [], []
+    runs: dict[str, list[float]] = {"fp32": [], "int8": [], "graph": []}
     for r in range(args.repeats):
-        runs.append(len(prompts) / timed(lambda: embedder.embed(prompts, progress=False)))
-        refs.append(len(prompts) / timed(lambda: router.score(texts, batch_size=32)))
+        runs["fp32"].append(len(prompts) / timed(lambda: fp32.embed(prompts, progress=False)))
+        runs["int8"].append(len(prompts) / timed(lambda: int8.embed(prompts, progress=False)))
+        runs["graph"].append(len(prompts) / timed(lambda: router.score(texts, batch_size=32)))
         log(
-            f"embedding run {r + 1}/{args.repeats}: {runs[-1]:.0f} prompts/s "
-            f"(router graph in-process {refs[-1]:.0f} prompts/s), {len(prompts)} prompts"
+            f"embedding run {r + 1}/{args.repeats}: fp32 {runs['fp32'][-1]:.0f} prompts/s, "
+            f"int8 {runs['int8'][-1]:.0f} prompts/s (router graph in-process "
+            f"{runs['graph'][-1]:.0f} prompts/s), {len(prompts)} prompts"
         )
     fig = figs["embed_rps"]
-    fig.runs = [round(v, 1) for v in runs]
-    fig.value, fig.reference = median(runs), median(refs)
+    fig.runs = [round(v, 1) for v in runs["fp32"]]
+    fig.value, fig.reference = median(runs["fp32"]), median(runs["graph"])
     fig.reference_name = "Router.score (embedder + head) in-process, same prompts, batch 32"
-    fig.note = f"{len(prompts)} distinct MMLU-Pro prompts, batch {embedder.batch_size}"
+    fig.note = f"{len(prompts)} distinct MMLU-Pro prompts, batch {fp32.batch_size}"
+    int8_fig, speedup = figs["int8_embed_rps"], figs["int8_speedup"]
+    int8_fig.runs = [round(v, 1) for v in runs["int8"]]
+    int8_fig.value, int8_fig.reference = median(runs["int8"]), fig.value
+    int8_fig.reference_name = "the fp32 training embedder, same prompts"
+    speedup.runs = [round(a / b, 3) for a, b in zip(runs["int8"], runs["fp32"], strict=True)]
+    speedup.value = median(speedup.runs)
+    vectors = fp32.embed(prompts, progress=False), int8.embed(prompts, progress=False)
+    cosine = (vectors[0] * vectors[1]).sum(axis=1)
+    figs["int8_cosine"].value = float(cosine.min())
+    figs["int8_cosine"].note = f"mean {cosine.mean():.4f} over {len(prompts)} MMLU-Pro prompts"
+
+
+def int8_cost_delta(args: argparse.Namespace, figs: dict[str, Figure]) -> None:
+    """cost@95 of the int8 router's held-out metrics minus the fp32 router's."""
+    if args.int8_model is None:
+        return
+    costs = [held_out_cost95(model) for model in (args.model, args.int8_model)]
+    fig = figs["int8_cost95_delta"]
+    if None in costs:
+        fig.note = "not measured: a manifest has no held-out cost@95"
+        return
+    fp32, int8 = costs
+    assert fp32 is not None and int8 is not None
+    fig.value, fig.reference = int8 - fp32, fp32
+    fig.reference_name = "cost@95 of --model (fp32) on its held-out requests"
+    fig.note = f"int8 router {int8:.3f}, fp32 router {fp32:.3f} (held-out, same split)"
+
+
+def held_out_cost95(model: Path) -> float | None:
+    from router_model.artifact import read_manifest
+    from serving.source import resolve
+
+    metrics = read_manifest(resolve(model)).metrics
+    value = metrics.get("routers", {}).get("cost_aware", {}).get("cost_at_95")
+    return None if value is None else float(value)
 
 
 def train_once(args: argparse.Namespace, cache: Path, out: Path) -> float:
@@ -377,6 +433,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1800,
         help="seconds before one training run is abandoned",
     )
+    parser.add_argument(
+        "--int8-model",
+        type=Path,
+        help="a router trained like --model with --embedder-precision int8, to compare cost@95",
+    )
     group = parser.add_argument_group("traffic bounds (per scenario and repeat)")
     group.add_argument(
         "--c1-requests", type=int, default=500, help="max calls, short prompts at concurrency 1"
@@ -408,8 +469,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="onnxruntime intra-op threads in-process (0: all cores)",
     )
     server = parser.add_argument_group("server settings (passed to tierwise serve)")
-    server.add_argument("--workers", type=int, default=0, help="scoring threads (0: one per core)")
-    server.add_argument("--intra-op-threads", type=int, default=1)
+    server.add_argument("--workers", type=int, default=1, help="scoring threads (0: one per core)")
+    server.add_argument("--intra-op-threads", type=int, default=0, help="0: all cores")
     server.add_argument("--max-coalesce-tokens", type=int, default=DEFAULT_MAX_COALESCE_TOKENS)
     args = parser.parse_args(argv)
     positive = ("repeats", "embed_prompts", "c1_requests", "c1_long_requests", "c32_requests")
@@ -423,8 +484,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "(scripts/quickstart.sh) or pass --model DIR"
             )
         args.model = DEFAULT_MODEL
-    if not args.model.exists():
-        parser.error(f"--model {args.model} does not exist")
+    for name in ("model", "int8_model"):
+        path = getattr(args, name)
+        if path is not None and not path.exists():
+            parser.error(f"--{name.replace('_', '-')} {path} does not exist")
     return args
 
 
@@ -444,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     run_grpc(args, prompts, figs, refs)
     log("training-time embedding")
     run_embedding(args, figs)
+    int8_cost_delta(args, figs)
     if args.train:
         run_training(args, figs)
     else:

@@ -254,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         default=["short", "long"],
         help="prompt sets to run: short (under 64 tokens), long (over 256 tokens)",
     )
-    parser.add_argument("--workers", type=int, default=0, help="server scoring threads")
-    parser.add_argument("--intra-op-threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="server scoring threads")
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="0: all cores")
     parser.add_argument("--max-coalesce-tokens", type=int, default=DEFAULT_MAX_COALESCE_TOKENS)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
