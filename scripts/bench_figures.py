@@ -65,6 +65,13 @@ def catalogue() -> dict[str, Figure]:
         Figure(
             "grpc_c32_ratio", "c=32 throughput / in-process", "ratio", target=0.90, comparison=">="
         ),
+        Figure(
+            "grpc_c32_cpu_ratio",
+            "c=32 CPU per prompt, in-process / server",
+            "ratio",
+            target=0.90,
+            comparison=">=",
+        ),
         Figure("server_rss_loaded", "server RSS, model loaded", "MB", target=250, comparison="<="),
         Figure("server_rss_after", "server RSS, after the load", "MB", target=250, comparison="<="),
         Figure("server_rss_growth", "server RSS growth under load", "MB"),

@@ -100,6 +100,12 @@ def rss_mib(pid: int | None, key: str = "VmRSS") -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
     target: str, prompts: list[str], concurrency: int, max_calls: int, max_seconds: float
 ) -> tuple[list[float], list[float], int, float]:
