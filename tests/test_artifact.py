@@ -46,7 +46,11 @@ def test_onnx_probabilities_equal_fitted_pipeline(
     onnx_p = Router.load(directory).score(requests).p_success
     expected = _pipeline_proba(directory, requests)
     assert onnx_p.shape == expected.shape == (len(requests), 3)
-    assert np.abs(onnx_p - expected).max() <= 1e-4
+    from training.train import ARTIFACT_TOLERANCE
+
+    # int8 activations may round differently in the merged graph (see ARTIFACT_TOLERANCE).
+    int8 = Router.load(directory).manifest.embedder_precision == "int8"
+    assert np.abs(onnx_p - expected).max() <= (ARTIFACT_TOLERANCE if int8 else 1e-4)
     assert onnx_p.std(axis=0).min() > 0.0, "probabilities should vary across prompts"
 
 

@@ -39,8 +39,11 @@ from training.split import split_requests
 log = logging.getLogger(__name__)
 MIN_POLICY_ROWS = 20
 # Held-out requests scored through the exported graph to hold it to the pipeline.
+# fp32 graphs agree to about 1e-6. An int8 encoder may round one activation
+# differently when it runs on a different number of threads, which moves P by up
+# to about 0.002. A wrong graph or wrong features move it by 0.05 or more.
 ARTIFACT_CHECK_ROWS = 16
-ARTIFACT_TOLERANCE = 1e-3
+ARTIFACT_TOLERANCE = 0.01
 FloatArray = npt.NDArray[np.float64]
 
 
