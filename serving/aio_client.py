@@ -17,6 +17,7 @@ import grpc
 from serving._proto.tierwise.v1 import router_pb2 as pb
 from serving._proto.tierwise.v1 import router_pb2_grpc
 from serving._retry import Backoff, retryable
+from serving.access import bearer_metadata
 from serving.client import DEFAULT_TIMEOUT_S
 from serving.results import (
     MessageLike,
@@ -40,11 +41,18 @@ class AsyncTierwiseClient:
         retries: int = 2,
         backoff_s: float = 0.05,
         options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self._backoff = Backoff(retries=retries, base_s=backoff_s)
-        self._channel = grpc.aio.insecure_channel(target, options)
+        self._metadata = bearer_metadata(token)
+        self._channel = (
+            grpc.aio.insecure_channel(target, options)
+            if credentials is None
+            else grpc.aio.secure_channel(target, credentials, options)
+        )
         self._stub = router_pb2_grpc.RouterStub(self._channel)
 
     async def predict(
@@ -111,7 +119,11 @@ class AsyncTierwiseClient:
         delays = self._backoff.delays()
         while True:
             try:
-                return await method(request, timeout=self.timeout if timeout is None else timeout)
+                return await method(
+                    request,
+                    timeout=self.timeout if timeout is None else timeout,
+                    metadata=self._metadata,
+                )
             except grpc.aio.AioRpcError as error:
                 delay = next(delays, None) if retryable(error.code()) else None
                 if delay is None:

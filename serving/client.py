@@ -22,6 +22,7 @@ import grpc
 from serving._proto.tierwise.v1 import router_pb2 as pb
 from serving._proto.tierwise.v1 import router_pb2_grpc
 from serving._retry import Backoff, retryable
+from serving.access import bearer_metadata
 from serving.results import (
     MessageLike,
     ModelInfo,
@@ -32,6 +33,14 @@ from serving.results import (
 
 DEFAULT_TIMEOUT_S = 2.0
 Response = TypeVar("Response")
+
+
+def _open(
+    target: str, options: Sequence[tuple[str, Any]], credentials: grpc.ChannelCredentials | None
+) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(target, options)
+    return grpc.secure_channel(target, credentials, options)
 
 
 class TierwiseClient:
@@ -45,12 +54,15 @@ class TierwiseClient:
         retries: int = 2,
         backoff_s: float = 0.05,
         options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         channel: grpc.Channel | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self._backoff = Backoff(retries=retries, base_s=backoff_s)
-        self._channel = channel if channel is not None else grpc.insecure_channel(target, options)
+        self._metadata = bearer_metadata(token)
+        self._channel = channel if channel is not None else _open(target, options, credentials)
         self._stub = router_pb2_grpc.RouterStub(self._channel)
 
     def predict(
@@ -114,7 +126,11 @@ class TierwiseClient:
         delays = self._backoff.delays()
         while True:
             try:
-                return method(request, timeout=self.timeout if timeout is None else timeout)
+                return method(
+                    request,
+                    timeout=self.timeout if timeout is None else timeout,
+                    metadata=self._metadata,
+                )
             except grpc.RpcError as error:
                 delay = next(delays, None) if retryable(error.code()) else None
                 if delay is None:

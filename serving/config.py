@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from router_model.errors import ConfigError
+from serving.access import TlsFiles, TokenAuthenticator
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
@@ -59,6 +60,8 @@ class ServerConfig:
     ``challenger`` is a second artifact directory decided in shadow, off the
     request path, with both decisions written to the ``shadow_log`` store URL;
     ``shadow_queue`` bounds the requests waiting for it (docs/shadow-mode.md).
+    ``tls`` serves TLS (mutual with a client CA) and ``tokens`` requires a bearer
+    token on every call but health checks (``serving.access``).
     """
 
     model: Path
@@ -79,6 +82,8 @@ class ServerConfig:
     challenger: Path | None = None
     shadow_log: str | None = None
     shadow_queue: int = 1000
+    tls: TlsFiles | None = None
+    tokens: TokenAuthenticator | None = None
 
     def __post_init__(self) -> None:
         if self.challenger is not None and not self.shadow_log:

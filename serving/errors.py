@@ -10,6 +10,7 @@ exception              status code         why
                                            would fail again (RESOURCE_EXHAUSTED would
                                            invite retries meant for quotas)
 ``NotReadyError``      UNAVAILABLE         no router is loaded yet; retry with backoff
+``AuthenticationError`` UNAUTHENTICATED   no token, or one no configured client has
 anything else          INTERNAL            a fault of the server; the details say only
                                            "internal error" and the traceback goes to
                                            the server's log
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import grpc
 
 from router_model.errors import InvalidInputError, NotReadyError
+from serving.access import AuthenticationError
 
 FIELD_METADATA_KEY = "tierwise-field"
 INTERNAL_DETAILS = "internal error"
@@ -54,4 +56,6 @@ def to_status(exc: BaseException) -> Status:
         return Status(grpc.StatusCode.INVALID_ARGUMENT, str(exc), exc.field)
     if isinstance(exc, NotReadyError):
         return Status(grpc.StatusCode.UNAVAILABLE, str(exc))
+    if isinstance(exc, AuthenticationError):
+        return Status(grpc.StatusCode.UNAUTHENTICATED, str(exc))
     return Status(grpc.StatusCode.INTERNAL, INTERNAL_DETAILS)

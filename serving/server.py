@@ -77,7 +77,7 @@ class TierwiseServer:
         config = self.config
         limit = config.max_message_bytes
         server = grpc.aio.server(
-            interceptors=[StatusInterceptor(self.metrics)],
+            interceptors=[StatusInterceptor(self.metrics, config.tokens)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -95,7 +95,10 @@ class TierwiseServer:
         await self._set_health(_NOT_SERVING)
         address = host_port(config.host, config.port)
         try:
-            self.port = server.add_insecure_port(address)
+            if config.tls is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, config.tls.server_credentials())
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {address} ({exc})") from None
         await server.start()
@@ -109,7 +112,13 @@ class TierwiseServer:
                 ) from None
         logger.info(
             "listening",
-            extra=fields(host=config.host, port=self.port, metrics_port=self.metrics_port),
+            extra=fields(
+                host=config.host,
+                port=self.port,
+                metrics_port=self.metrics_port,
+                tls="mutual" if config.tls and config.tls.client_ca else bool(config.tls),
+                tokens=config.tokens is not None,
+            ),
         )
         return self.port
 

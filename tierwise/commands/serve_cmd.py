@@ -129,9 +129,39 @@ def register(sub: Any) -> argparse.ArgumentParser:
         choices=("debug", "info", "warning"),
         help="info logs one line per decision",
     )
+    access = parser.add_argument_group("access (docs/serving.md)")
+    access.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS")
+    access.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    access.add_argument(
+        "--tls-client-ca", type=Path, help="PEM CA that client certificates must chain to (mTLS)"
+    )
+    access.add_argument(
+        "--tokens-file",
+        type=Path,
+        help="'name:token' lines; callers must send 'authorization: Bearer <token>' "
+        "(also read from $TIERWISE_TOKENS as comma-separated pairs)",
+    )
     parser.set_defaults(handler=run)
     assert isinstance(parser, argparse.ArgumentParser)
     return parser
+
+
+def _access(args: argparse.Namespace) -> dict[str, Any]:
+    """TLS files and token authenticator from the flags and the environment."""
+    import os
+
+    from router_model.errors import ConfigError
+    from serving.access import TlsFiles, TokenAuthenticator
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS first)")
+    tls = None
+    if args.tls_cert is not None:
+        tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+        tls.server_credentials()  # read the files now: a bad path fails before serving
+    return {"tls": tls, "tokens": TokenAuthenticator.from_sources(args.tokens_file, os.environ)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         challenger=args.challenger,
         shadow_log=args.shadow_log,
         shadow_queue=args.shadow_queue,
+        **_access(args),
     )
     logs.configure(args.log_level.upper())
     asyncio.run(serve(config))
