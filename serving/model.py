@@ -5,7 +5,8 @@ only converts messages and delegates. A reload builds and validates the new
 ``Router`` completely before one reference assignment swaps it in: calls that
 already hold the old router finish on it, new calls get the new one, and no
 call ever sees a half-loaded router. A new artifact that fails validation is
-refused and the old router keeps serving.
+refused and the old router keeps serving. Served from a registry, an artifact
+must also match the manifest hash pinned when it was registered.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from router_model.errors import ArtifactError, NotReadyError
 from router_model.router import Router
+from serving.registry import Registry, is_registry
 from serving.source import Snapshot, snapshot
 
 
@@ -83,6 +85,8 @@ class RouterModel:
                 return ReloadOutcome(changed=True, error=error)
 
     def _swap_in(self, current: Snapshot) -> Router:
+        if is_registry(self.model):
+            Registry(self.model).pinned_check(current.directory)
         router = Router.load(current.directory, self.intra_op_threads)
         self._router = router
         return router

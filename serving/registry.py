@@ -11,7 +11,8 @@ Layout of a registry directory::
 Why pinning: an artifact verifies its own files against its manifest, but a
 manifest edited in place (other tiers, another policy) would pass that check.
 The manifest hash recorded when the version was added is checked again before
-the version may become ``current``, so what is served is what was evaluated.
+the version may become ``current``, and by the server each time it loads
+``current`` (``pinned_check``), so what is served is what was evaluated.
 
 ``current`` is swapped by creating a temporary symlink and renaming it over the
 old one, which is atomic: a server polling the registry sees the old artifact or
@@ -183,6 +184,17 @@ class Registry:
 
     # -- internals -----------------------------------------------------------
 
+    def pinned_check(self, directory: Path) -> None:
+        """For a server following ``current``: refuse ``directory`` unless it matches its pin.
+
+        Raises ``ArtifactError`` (never ``ConfigError``), so that a reload keeps
+        the old router serving.
+        """
+        try:
+            self._verify_pin(directory.name)
+        except ConfigError as exc:
+            raise ArtifactError(str(exc)) from None
+
     def _verify_pin(self, version: str) -> None:
         pinned = {v.version: v.manifest_sha256 for v in self.versions()}
         if version not in pinned:
@@ -238,6 +250,11 @@ class Registry:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_registry(path: Path) -> bool:
+    """A registry with pins (``versions.jsonl``), rather than an artifact or a bare pointer."""
+    return not (path / MANIFEST_FILE).is_file() and (path / VERSIONS_FILE).is_file()
 
 
 def _heldout_cost_at_95(metrics: Any) -> float | None:

@@ -97,3 +97,34 @@ def test_registry_commands(
     assert main(["registry", "promote", "--registry", reg, "nope"]) == 2
     assert "is not registered" in capsys.readouterr().err
     assert main(["registry", "add", "--registry", reg, str(tmp_path / "missing")]) == 2
+
+
+def test_the_server_refuses_a_registry_version_that_no_longer_matches_its_pin(
+    three_artifacts: list[Path], tmp_path: Path
+) -> None:
+    from serving.model import RouterModel
+
+    registry = Registry(tmp_path / "reg")
+    for artifact in three_artifacts[:2]:
+        registry.add(artifact)
+    registry.promote("v1", "first")
+    model = RouterModel(registry.path)
+    assert model.load().version == "v1"
+
+    manifest = registry.artifact_dir("v2") / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["pass_grade"] = 0.1  # still a valid artifact; only the pin notices
+    manifest.write_text(json.dumps(data, indent=2) + "\n")
+    (registry.path / "current").unlink()  # someone repoints current by hand
+    (registry.path / "current").symlink_to("versions/v2")
+    outcome = model.reload_if_changed()
+    assert outcome.changed and outcome.error is not None
+    assert "does not match the hash pinned" in str(outcome.error)
+    assert model.router.version == "v1"  # the old router keeps serving
+
+    (registry.path / "current").unlink()
+    (registry.path / "current").symlink_to("versions/v3-unregistered")
+    shutil.copytree(three_artifacts[2], registry.path / "versions" / "v3-unregistered")
+    outcome = model.reload_if_changed()
+    assert outcome.error is not None and "not registered" in str(outcome.error)
+    assert model.router.version == "v1"

@@ -66,3 +66,24 @@ def test_training_commands_explain_the_missing_extra(
     )
     assert result.returncode == 3
     assert "pip install 'tierwise[train]'" in result.stderr
+
+
+def test_the_serving_path_never_loads_pickles() -> None:
+    """pipeline.joblib is for inspection; unpickling runs code, so serving must not."""
+    import ast
+
+    repo = Path(__file__).resolve().parent.parent
+    for package in ("router_model", "serving"):
+        for path in (repo / package).rglob("*.py"):
+            tree = ast.parse(path.read_text(), str(path))
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for name in names:
+                    root = name.split(".")[0]
+                    assert root not in {"pickle", "joblib", "cloudpickle", "dill"}, (
+                        f"{path.relative_to(repo)} imports {name}"
+                    )
