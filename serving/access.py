@@ -22,10 +22,12 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import grpc
+from typing import TYPE_CHECKING
 
 from router_model.errors import ConfigError
+
+if TYPE_CHECKING:  # grpc is imported where it is used: ServerConfig must not need it
+    import grpc
 
 TOKENS_ENV = "TIERWISE_TOKENS"
 AUTHORIZATION = "authorization"
@@ -47,6 +49,8 @@ class TlsFiles:
     client_ca: Path | None = None
 
     def server_credentials(self) -> grpc.ServerCredentials:
+        import grpc
+
         key, cert = _read(self.key, "TLS key"), _read(self.cert, "TLS certificate")
         ca = _read(self.client_ca, "client CA") if self.client_ca is not None else None
         return grpc.ssl_server_credentials(
@@ -58,6 +62,8 @@ def channel_credentials(
     ca: Path | None = None, cert: Path | None = None, key: Path | None = None
 ) -> grpc.ChannelCredentials:
     """Client TLS: trust ``ca`` (default: the system's roots); ``cert`` + ``key`` for mTLS."""
+    import grpc
+
     if (cert is None) != (key is None):
         raise ConfigError("a client certificate needs its key, and a key its certificate")
     return grpc.ssl_channel_credentials(

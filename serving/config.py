@@ -19,6 +19,11 @@ DEFAULT_METRICS_PORT = 9464
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_PROMPT_CHARS = 1_000_000
 DEFAULT_MAX_BATCH_SIZE = 1024
+# About two seconds of work at this machine's short-prompt throughput: beyond
+# that, a caller is better served by a quick RESOURCE_EXHAUSTED and a retry
+# elsewhere than by a reply that comes later and later.
+DEFAULT_MAX_QUEUED_REQUESTS = 512
+DEFAULT_MAX_QUEUE_WAIT_S = 2.0
 # Two long prompts, or a few dozen short ones: enough to pay the per-call overhead once
 # for many short calls, small enough that a pass of long prompts stays short and lean.
 DEFAULT_MAX_COALESCE_TOKENS = 512
@@ -40,9 +45,14 @@ class Limits:
 
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS
+    max_queue_wait_s: float = DEFAULT_MAX_QUEUE_WAIT_S
 
     def __post_init__(self) -> None:
         _at_least(1, max_prompt_chars=self.max_prompt_chars, max_batch_size=self.max_batch_size)
+        _at_least(1, max_queued_requests=self.max_queued_requests)
+        if not self.max_queue_wait_s > 0:
+            raise ConfigError(f"max_queue_wait_s must be positive, got {self.max_queue_wait_s}")
 
 
 @dataclass(frozen=True)

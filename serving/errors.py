@@ -11,6 +11,9 @@ exception              status code         why
                                            invite retries meant for quotas)
 ``NotReadyError``      UNAVAILABLE         no router is loaded yet; retry with backoff
 ``AuthenticationError`` UNAUTHENTICATED   no token, or one no configured client has
+``OverloadedError``    RESOURCE_EXHAUSTED  the scoring queue is full, or the call waited
+                                           in it longer than ``--max-queue-wait``; retry
+                                           with backoff (another replica may be free)
 anything else          INTERNAL            a fault of the server; the details say only
                                            "internal error" and the traceback goes to
                                            the server's log
@@ -31,6 +34,12 @@ from router_model.errors import InvalidInputError, NotReadyError
 from serving.access import AuthenticationError
 
 FIELD_METADATA_KEY = "tierwise-field"
+
+
+class OverloadedError(Exception):
+    """The server sheds this call rather than let queueing delay grow without bound."""
+
+
 INTERNAL_DETAILS = "internal error"
 
 
@@ -56,6 +65,8 @@ def to_status(exc: BaseException) -> Status:
         return Status(grpc.StatusCode.INVALID_ARGUMENT, str(exc), exc.field)
     if isinstance(exc, NotReadyError):
         return Status(grpc.StatusCode.UNAVAILABLE, str(exc))
+    if isinstance(exc, OverloadedError):
+        return Status(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
     if isinstance(exc, AuthenticationError):
         return Status(grpc.StatusCode.UNAUTHENTICATED, str(exc))
     return Status(grpc.StatusCode.INTERNAL, INTERNAL_DETAILS)

@@ -76,6 +76,15 @@ class Metrics:
         self.reloads = Counter(
             "tierwise_router_reloads", "Hot reload attempts, by result.", ("result",), registry=r
         )
+        self.shed = Counter(
+            "tierwise_requests_shed",
+            "Requests refused with RESOURCE_EXHAUSTED, by reason (queue_full, queue_wait).",
+            ("reason",),
+            registry=r,
+        )
+        self.queued = Gauge(
+            "tierwise_scoring_queued_requests", "Requests waiting for a scoring worker.", registry=r
+        )
         self._http: tuple[WSGIServer, Thread] | None = None
 
     def observe_decisions(self, decisions: Sequence[Decision]) -> None:

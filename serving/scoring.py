@@ -17,12 +17,20 @@ only coalesced when they were accepted by the same router, so a reload never
 mixes two routers' answers in one response. If a coalesced pass fails, its
 calls are scored again one by one, so that one poisoned request fails only
 its own call.
+
+The queue is bounded twice, so that overload shows up as quick refusals
+rather than as latency that grows without bound: a call that would take the
+queue past ``max_queued`` requests is refused at once, and a call that waited
+longer than ``max_wait_s`` for a worker is refused instead of being scored
+late (both RESOURCE_EXHAUSTED). A call whose deadline passes while it waits
+is cancelled by gRPC and skipped here, so it costs no scoring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +38,8 @@ from dataclasses import dataclass, field
 
 from router_model.features import estimate_tokens
 from router_model.router import Decision, DecisionRequest, Router
+from serving.config import DEFAULT_MAX_QUEUE_WAIT_S, DEFAULT_MAX_QUEUED_REQUESTS
+from serving.errors import OverloadedError
 from serving.metrics import Metrics
 from serving.model import RouterModel
 
@@ -42,8 +52,10 @@ class _Job:
     alone: bool = False
     size: int = field(init=False)
     tokens: int = field(init=False)
+    enqueued: float = field(init=False)
 
     def __post_init__(self) -> None:
+        self.enqueued = time.monotonic()
         self.size = len(self.requests)
         cap = self.router.manifest.truncation.max_tokens
         self.tokens = sum(min(estimate_tokens(r.text.text), cap) for r in self.requests)
@@ -53,20 +65,36 @@ class Scorer:
     """Decides requests on ``workers`` threads, coalescing calls that queue meanwhile."""
 
     def __init__(
-        self, model: RouterModel, workers: int, metrics: Metrics, max_coalesce_tokens: int
+        self,
+        model: RouterModel,
+        workers: int,
+        metrics: Metrics,
+        max_coalesce_tokens: int,
+        max_queued: int = DEFAULT_MAX_QUEUED_REQUESTS,
+        max_wait_s: float = DEFAULT_MAX_QUEUE_WAIT_S,
     ) -> None:
         self.model = model
         self._metrics = metrics
         self._budget = max_coalesce_tokens
+        self._max_queued = max_queued
+        self._max_wait_s = max_wait_s
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierwise-score")
         self._idle = workers
         self._queue: deque[_Job] = deque()
+        self._queued = 0  # requests in self._queue
 
     async def decide(self, requests: Sequence[DecisionRequest]) -> tuple[Router, list[Decision]]:
         """Decisions and the router that made them (its ladder describes the tiers)."""
         router = self.model.router
+        if self._queued and self._queued + len(requests) > self._max_queued:
+            self._metrics.shed.labels("queue_full").inc()
+            raise OverloadedError(
+                f"{self._queued} requests are already waiting to be scored (limit "
+                f"{self._max_queued}, --max-queued-requests); retry with backoff"
+            )
         job = _Job(router, requests, asyncio.get_running_loop().create_future())
         self._queue.append(job)
+        self._count_queued(job.size)
         self._dispatch()
         return router, await job.future
 
@@ -87,23 +115,49 @@ class Scorer:
 
     def _take(self) -> list[_Job]:
         """The oldest live job, and the jobs behind it that fit in one pass with it."""
-        while self._queue and self._queue[0].future.done():  # cancelled by the caller
-            self._queue.popleft()
+        self._drop_dead_head()
         if not self._queue:
             return []
-        jobs = [self._queue.popleft()]
+        jobs = [self._pop()]
         total = jobs[0].tokens
-        while self._queue and not jobs[0].alone:
+        while not jobs[0].alone:
+            self._drop_dead_head()
+            if not self._queue:
+                break
             nxt = self._queue[0]
-            if nxt.future.done():
-                self._queue.popleft()
-                continue
             fits = total + nxt.tokens <= self._budget
             if nxt.alone or nxt.router is not jobs[0].router or not fits:
                 break
-            jobs.append(self._queue.popleft())
+            jobs.append(self._pop())
             total += nxt.tokens
         return jobs
+
+    def _drop_dead_head(self) -> None:
+        """Skip calls cancelled by their caller (deadline, disconnect) and shed stale ones."""
+        now = time.monotonic()
+        while self._queue:
+            head = self._queue[0]
+            waited = now - head.enqueued
+            if not head.future.done() and waited <= self._max_wait_s:
+                return
+            self._pop()
+            if not head.future.done():
+                self._metrics.shed.labels("queue_wait").inc()
+                head.future.set_exception(
+                    OverloadedError(
+                        f"waited {waited:.2f} s for a scoring worker (limit "
+                        f"{self._max_wait_s:g} s, --max-queue-wait); retry with backoff"
+                    )
+                )
+
+    def _pop(self) -> _Job:
+        job = self._queue.popleft()
+        self._count_queued(-job.size)
+        return job
+
+    def _count_queued(self, change: int) -> None:
+        self._queued += change
+        self._metrics.queued.set(self._queued)
 
     def _finished(self, jobs: list[_Job], done: asyncio.Future[list[Decision]]) -> None:
         self._idle += 1
@@ -111,7 +165,9 @@ class Scorer:
         if error is not None and len(jobs) > 1:
             for job in reversed(jobs):
                 job.alone = True
+                job.enqueued = time.monotonic()  # a retry, not a wait: restart its clock
                 self._queue.appendleft(job)
+                self._count_queued(job.size)
         elif error is not None:
             if not jobs[0].future.done():
                 jobs[0].future.set_exception(error)

@@ -52,7 +52,12 @@ class TierwiseServer:
         self.port: int | None = None
         self.metrics_port: int | None = None
         self._scorer = Scorer(
-            self.model, config.worker_threads, self.metrics, config.max_coalesce_tokens
+            self.model,
+            config.worker_threads,
+            self.metrics,
+            config.max_coalesce_tokens,
+            max_queued=config.limits.max_queued_requests,
+            max_wait_s=config.limits.max_queue_wait_s,
         )
         self._health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None

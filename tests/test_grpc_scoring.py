@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
 import pytest
 
 from router_model.router import Decision, DecisionRequest
 from router_model.text import RequestText
+from serving.errors import to_status
 from serving.metrics import Metrics
 from serving.scoring import Scorer
 
@@ -92,3 +94,69 @@ def test_every_call_gets_its_own_decisions_in_order(budget: int) -> None:
     texts = [f"t{i}" for i in range(20)]
     results = asyncio.run(_run(router, texts, budget=budget))
     assert [decisions[0].request_id for _, decisions in results[1:]] == texts
+
+
+async def _overload(
+    router: GatedRouter, texts: list[str], **limits: Any
+) -> tuple[list[Any], Metrics]:
+    """One call holds the only worker; ``texts`` queue behind it, one per call."""
+    metrics = Metrics()
+    scorer = Scorer(SimpleNamespace(router=router), 1, metrics, 0, **limits)  # type: ignore[arg-type]
+    first = asyncio.ensure_future(scorer.decide([request("first")]))
+    await asyncio.to_thread(router.started.wait, 30)
+    rest = [asyncio.ensure_future(scorer.decide([request(t)])) for t in texts]
+    await asyncio.sleep(limits.get("max_wait_s", 0.0) * 2)
+    router.gate.set()
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    scorer.close()
+    return results, metrics
+
+
+def test_a_full_queue_sheds_new_calls_at_once() -> None:
+    router = GatedRouter()
+    results, metrics = asyncio.run(_overload(router, ["a", "b", "c", "d"], max_queued=2))
+    assert [type(r).__name__ for r in results] == [
+        "tuple",
+        "tuple",
+        "tuple",
+        "OverloadedError",
+        "OverloadedError",
+    ]
+    assert "--max-queued-requests" in str(results[3])
+    assert router.passes == [["first"], ["a"], ["b"]]  # the shed calls cost no scoring
+    assert (
+        metrics.registry.get_sample_value("tierwise_requests_shed_total", {"reason": "queue_full"})
+        == 2
+    )
+    assert to_status(results[3]).code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_calls_that_waited_too_long_are_shed_not_scored_late() -> None:
+    router = GatedRouter()
+    results, metrics = asyncio.run(_overload(router, ["a", "b"], max_wait_s=0.05))
+    assert [type(r).__name__ for r in results] == ["tuple", "OverloadedError", "OverloadedError"]
+    assert "--max-queue-wait" in str(results[1])
+    assert router.passes == [["first"]]
+    assert (
+        metrics.registry.get_sample_value("tierwise_requests_shed_total", {"reason": "queue_wait"})
+        == 2
+    )
+    assert metrics.registry.get_sample_value("tierwise_scoring_queued_requests") == 0
+
+
+def test_a_call_cancelled_while_queued_is_never_scored() -> None:
+    async def run() -> GatedRouter:
+        router = GatedRouter()
+        scorer = Scorer(SimpleNamespace(router=router), 1, Metrics(), 0)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(scorer.decide([request("first")]))
+        await asyncio.to_thread(router.started.wait, 30)
+        gone = asyncio.ensure_future(scorer.decide([request("gone")]))
+        kept = asyncio.ensure_future(scorer.decide([request("kept")]))
+        await asyncio.sleep(0)
+        gone.cancel()  # what gRPC does when the caller's deadline passes
+        router.gate.set()
+        await asyncio.gather(first, kept)
+        scorer.close()
+        return router
+
+    assert asyncio.run(run()).passes == [["first"], ["kept"]]

@@ -23,6 +23,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
         DEFAULT_MAX_COALESCE_TOKENS,
         DEFAULT_MAX_MESSAGE_BYTES,
         DEFAULT_MAX_PROMPT_CHARS,
+        DEFAULT_MAX_QUEUE_WAIT_S,
+        DEFAULT_MAX_QUEUED_REQUESTS,
         DEFAULT_METRICS_PORT,
         DEFAULT_PORT,
     )
@@ -75,6 +77,20 @@ def register(sub: Any) -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_BATCH_SIZE,
         help="PredictBatch calls with more requests are refused with INVALID_ARGUMENT",
+    )
+    parser.add_argument(
+        "--max-queued-requests",
+        type=int,
+        default=DEFAULT_MAX_QUEUED_REQUESTS,
+        help="requests that may wait for a scoring worker; more are refused at once "
+        "with RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
+        "--max-queue-wait",
+        type=float,
+        default=DEFAULT_MAX_QUEUE_WAIT_S,
+        help="seconds a request may wait for a scoring worker before it is refused "
+        "with RESOURCE_EXHAUSTED",
     )
     parser.add_argument(
         "--metrics-port",
@@ -188,7 +204,12 @@ def run(args: argparse.Namespace) -> int:
         intra_op_threads=args.intra_op_threads,
         max_coalesce_tokens=args.max_coalesce_tokens,
         max_message_bytes=args.max_message_bytes,
-        limits=Limits(max_prompt_chars=args.max_prompt_chars, max_batch_size=args.max_batch_size),
+        limits=Limits(
+            max_prompt_chars=args.max_prompt_chars,
+            max_batch_size=args.max_batch_size,
+            max_queued_requests=args.max_queued_requests,
+            max_queue_wait_s=args.max_queue_wait,
+        ),
         metrics_port=None if args.no_metrics else args.metrics_port,
         reload_interval_s=args.reload_interval,
         drain_s=args.drain,
