@@ -1,0 +1,56 @@
+"""scripts/soak_grpc.py: the verdict rules, and a short steady load against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from tests.grpc_support import ServerThread, server_config
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "soak_grpc.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("tierwise_soak_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+soak = _load()
+
+
+def _window(start: float, p99: float, errors: int = 0, rss: float | None = 200.0) -> object:
+    return soak.Window(start, calls=100, errors=errors, latencies_ms=[p99] * 100, rss_mb=rss)
+
+
+def test_the_verdict_names_what_failed() -> None:
+    steady = [_window(0, 10.0), _window(30, 11.0, rss=205.0)]
+    assert soak.judge(steady, 1.5, 10.0).ok
+    verdict = soak.judge([_window(0, 10.0), _window(30, 30.0, errors=2, rss=260.0)], 1.5, 10.0)
+    assert not verdict.ok
+    assert verdict.reasons == [
+        "2 calls failed",
+        "p99 grew from 10.0 ms to 30.0 ms",
+        "memory grew by 60.0 MB",
+    ]
+
+
+def test_a_short_steady_load_answers_every_call(logreg_router_dir: Path) -> None:
+    thread = ServerThread(server_config(logreg_router_dir)).load()
+    try:
+        prompts = soak.bench_grpc.short_prompts(16)
+        windows = asyncio.run(soak.steady_load(thread.target, prompts, 20.0, 3.0, 1.0))
+    finally:
+        thread.close()
+    assert len(windows) >= 2
+    assert sum(w.errors for w in windows) == 0
+    assert sum(w.calls for w in windows) == sum(len(w.latencies_ms) for w in windows) > 0
+    assert all(
+        row["p99_ms"] >= row["p50_ms"] > 0 for row in (w.summary() for w in windows if w.calls)
+    )
