@@ -1,0 +1,52 @@
+"""Overload over real gRPC: a burst past the queue bound is shed with RESOURCE_EXHAUSTED,
+every other call is answered, and the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import grpc
+from grpc_support import SERVING, ServerThread, health_status, server_config
+
+from serving import AsyncTierwiseClient
+from serving.config import Limits
+from serving.results import TierwiseRpcError
+
+LONG = "Explain, step by step, how a compiler turns source code into machine code. " * 20
+
+
+async def _burst(target: str, calls: int) -> Counter[str]:
+    codes: Counter[str] = Counter()
+    async with AsyncTierwiseClient(target, timeout=60, retries=0) as client:
+
+        async def one(i: int) -> None:
+            try:
+                await client.predict(f"{i}: {LONG}")
+                codes["OK"] += 1
+            except TierwiseRpcError as error:
+                codes[error.code.name] += 1
+                if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    assert "--max-queued-requests" in error.details
+
+        await asyncio.gather(*(one(i) for i in range(calls)))
+    return codes
+
+
+def test_a_burst_past_the_queue_bound_is_shed_and_the_rest_answered(
+    logreg_router_dir: Path,
+) -> None:
+    limits = Limits(max_queued_requests=4, max_queue_wait_s=60)
+    config = server_config(logreg_router_dir, workers=1, max_coalesce_tokens=0, limits=limits)
+    thread = ServerThread(config).load()
+    try:
+        codes = asyncio.run(_burst(thread.target, 48))
+        assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}, codes
+        assert codes["OK"] >= 5 and codes["RESOURCE_EXHAUSTED"] >= 10
+        shed = thread.metric("tierwise_requests_shed_total", {"reason": "queue_full"})
+        assert shed == codes["RESOURCE_EXHAUSTED"]
+        assert health_status(thread.target) == SERVING
+        assert asyncio.run(_burst(thread.target, 1)) == {"OK": 1}  # still serving
+    finally:
+        thread.close()
