@@ -24,6 +24,9 @@ DEFAULT_MAX_BATCH_SIZE = 1024
 # elsewhere than by a reply that comes later and later.
 DEFAULT_MAX_QUEUED_REQUESTS = 512
 DEFAULT_MAX_QUEUE_WAIT_S = 2.0
+# Calls being handled at once (queued, scoring or answering); gRPC refuses the
+# next with RESOURCE_EXHAUSTED before reading it.
+DEFAULT_MAX_CONCURRENT_RPCS = 1024
 # Two long prompts, or a few dozen short ones: enough to pay the per-call overhead once
 # for many short calls, small enough that a pass of long prompts stays short and lean.
 DEFAULT_MAX_COALESCE_TOKENS = 512
@@ -47,10 +50,12 @@ class Limits:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS
     max_queue_wait_s: float = DEFAULT_MAX_QUEUE_WAIT_S
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
 
     def __post_init__(self) -> None:
         _at_least(1, max_prompt_chars=self.max_prompt_chars, max_batch_size=self.max_batch_size)
         _at_least(1, max_queued_requests=self.max_queued_requests)
+        _at_least(1, max_concurrent_rpcs=self.max_concurrent_rpcs)
         if not self.max_queue_wait_s > 0:
             raise ConfigError(f"max_queue_wait_s must be positive, got {self.max_queue_wait_s}")
 

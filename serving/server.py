@@ -83,6 +83,7 @@ class TierwiseServer:
         limit = config.max_message_bytes
         server = grpc.aio.server(
             interceptors=[StatusInterceptor(self.metrics, config.tokens)],
+            maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),

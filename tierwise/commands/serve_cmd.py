@@ -21,6 +21,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     from serving.config import (
         DEFAULT_MAX_BATCH_SIZE,
         DEFAULT_MAX_COALESCE_TOKENS,
+        DEFAULT_MAX_CONCURRENT_RPCS,
         DEFAULT_MAX_MESSAGE_BYTES,
         DEFAULT_MAX_PROMPT_CHARS,
         DEFAULT_MAX_QUEUE_WAIT_S,
@@ -84,6 +85,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
         default=DEFAULT_MAX_QUEUED_REQUESTS,
         help="requests that may wait for a scoring worker; more are refused at once "
         "with RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENT_RPCS,
+        help="calls handled at once; gRPC refuses more with RESOURCE_EXHAUSTED",
     )
     parser.add_argument(
         "--max-queue-wait",
@@ -209,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
             max_batch_size=args.max_batch_size,
             max_queued_requests=args.max_queued_requests,
             max_queue_wait_s=args.max_queue_wait,
+            max_concurrent_rpcs=args.max_concurrent_rpcs,
         ),
         metrics_port=None if args.no_metrics else args.metrics_port,
         reload_interval_s=args.reload_interval,
