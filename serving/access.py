@@ -12,8 +12,8 @@ are configured.
 
 Tokens come from a file (one ``name:token`` per line; ``#`` starts a comment)
 or from the ``TIERWISE_TOKENS`` environment variable (``name:token`` pairs
-separated by commas). The name is what the logs and metrics may show; the
-token never appears in either.
+separated by commas). Names tell the operator whose token is whose; no log
+line or error message ever contains a token.
 """
 
 from __future__ import annotations
