@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MB = 1_000_000
-
 
 @dataclass
 class Figure:

@@ -24,11 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+MB = 1_000_000  # the unit of the memory targets
 TOPICS = (
     "photosynthesis",
     "binary search",
@@ -174,6 +176,34 @@ def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Pope
     raise SystemExit("server did not become ready within 120 s")
 
 
+def log(message: str) -> None:
+    """Progress for a person watching; stdout stays for the results."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall seconds of one call of ``fn``."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, so in-flight calls finish; SIGKILL if it has not exited within a minute."""
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def rss_mb(pid: int | None, key: str = "VmRSS") -> float | None:
+    """Like ``rss_mib``, in MB (10^6 bytes), the unit of the performance targets."""
+    mib = rss_mib(pid, key)
+    return None if mib is None else mib * 1024 * 1024 / MB
+
+
 def check_loopback(target: str) -> None:
     host = target.rsplit(":", 1)[0].strip("[]")
     if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
@@ -220,8 +250,7 @@ def run(args: argparse.Namespace) -> list[Scenario]:
             print(f"server peak RSS: {peak:.0f} MiB", file=sys.stderr)
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(60)
+            stop_server(proc)
     return scenarios
 
 

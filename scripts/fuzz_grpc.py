@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
+import bench_grpc  # noqa: E402  (a sibling script: loopback check, server start and stop)
+
 from serving._proto.tierwise.v1 import router_pb2 as pb  # noqa: E402
 from serving._proto.tierwise.v1 import router_pb2_grpc  # noqa: E402
 
@@ -140,9 +142,7 @@ def fuzz(
     progress: Callable[[int], None] | None = None,
 ) -> Tally:
     """Send ``n`` generated calls to ``target`` (loopback only) and tally their codes."""
-    host = target.rsplit(":", 1)[0].strip("[]")
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        raise SystemExit(f"refusing to fuzz {target}: loopback targets only")
+    bench_grpc.check_loopback(target)
     tally = Tally()
     options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
     with grpc.insecure_channel(target, options) as channel:
@@ -185,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.model is not None:
-        import bench_grpc  # a sibling script: starts and stops `tierwise serve`
-
         server_args = argparse.Namespace(workers=1, intra_op_threads=0, max_coalesce_tokens=512)
         proc, target = bench_grpc.start_server(args.model, server_args)
     else:
@@ -200,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(60)
+            bench_grpc.stop_server(proc)
     seconds = time.perf_counter() - started
     print(f"{args.requests} calls in {seconds:.0f} s; codes: {dict(tally.codes)}")
     for failure in tally.failures:

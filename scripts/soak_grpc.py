@@ -27,8 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_grpc  # a sibling script: prompts, percentiles, server start, RSS
 
-MB = 1_000_000
-
 
 @dataclass
 class Window:
@@ -103,7 +101,7 @@ async def steady_load(
         issued = 0
         while (now := time.perf_counter() - start) < seconds:
             if now - windows[-1].start_s >= window_s:
-                windows[-1].rss_mb = _rss(pid)
+                windows[-1].rss_mb = bench_grpc.rss_mb(pid)
                 windows.append(Window(now))
             due = int(now * rate) + 1
             while issued < due:
@@ -114,13 +112,8 @@ async def steady_load(
                 issued += 1
             await asyncio.sleep(max(0.0, issued / rate - (time.perf_counter() - start)))
         await asyncio.gather(*pending)
-    windows[-1].rss_mb = _rss(pid)
+    windows[-1].rss_mb = bench_grpc.rss_mb(pid)
     return windows
-
-
-def _rss(pid: int | None) -> float | None:
-    mib = bench_grpc.rss_mib(pid)
-    return None if mib is None else mib * 1024 * 1024 / MB
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         windows = asyncio.run(steady_load(target, prompts, rate, args.seconds, args.window, pid))
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(60)
+            bench_grpc.stop_server(proc)
     verdict = judge(windows, args.p99_drift, args.rss_drift_mb)
     rows = [w.summary() for w in windows]
     print(f"rate {rate:.0f} calls/s for {args.seconds:.0f} s on {target}")

@@ -46,11 +46,9 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # gr
             try:
                 self._tokens.client_of(details.invocation_metadata)
             except AuthenticationError as exc:
-                return (
-                    _refusal(handler, exc)
-                    if handler.unary_unary is None
-                    else _copy(handler, self._wrap(_raiser(exc), service, method))
-                )
+                if handler.unary_unary is None:
+                    return _refusal(handler, exc)
+                return _copy(handler, self._wrap(_raiser(exc), service, method))
         if handler.unary_unary is None:
             return handler
         return _copy(handler, self._wrap(handler.unary_unary, service, method))

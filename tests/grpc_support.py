@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,6 +69,16 @@ class ServerThread:
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         value = self.server.metrics.registry.get_sample_value(name, labels or {})
         return 0.0 if value is None else value
+
+
+@contextmanager
+def serving_on(config: ServerConfig) -> Iterator[ServerThread]:
+    """A loaded in-process server for the ``with`` block, always stopped after it."""
+    thread = ServerThread(config).load()
+    try:
+        yield thread
+    finally:
+        thread.close()
 
 
 def health_status(target: str, service: str = "") -> int:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from script_support import SCRIPTS, load_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tierwise_bench_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "bench.py"
 
 
-bench = _load()
+bench = load_script("bench")
 
 
 def test_help_explains_every_figure() -> None:

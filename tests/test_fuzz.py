@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from grpc_support import server_config, serving_on
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from script_support import load_script
 
 from router_model import Router
 from router_model.errors import InvalidInputError
 from serving._proto.tierwise.v1 import router_pb2 as pb
 from serving.config import Limits
 from serving.convert import decision_request, decision_requests
-from tests.grpc_support import ServerThread, server_config
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "fuzz_grpc.py"
 LIMITS = Limits(max_prompt_chars=2_000, max_batch_size=8)
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tierwise_fuzz_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 texts = st.text(max_size=3_000) | st.sampled_from(["", " ", "\x00", "\u202e", "x" * 2_001])
@@ -95,12 +83,9 @@ def test_batches_are_refused_whole_or_accepted_whole(batch: list[pb.PredictReque
 def test_generated_calls_against_a_live_server_never_fail_internally(
     logreg_router_dir: Path,
 ) -> None:
-    fuzz = _script()
+    fuzz = load_script("fuzz_grpc")
     limits = Limits(max_prompt_chars=20_000, max_batch_size=32)
-    thread = ServerThread(server_config(logreg_router_dir, limits=limits)).load()
-    try:
+    with serving_on(server_config(logreg_router_dir, limits=limits)) as thread:
         tally = fuzz.fuzz(thread.target, 400, seed=1, max_chars=20_000, max_batch=32)
-    finally:
-        thread.close()
     assert tally.ok, tally.failures
     assert tally.codes["OK"] > 50 and tally.codes["INVALID_ARGUMENT"] > 50

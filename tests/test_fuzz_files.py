@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router_model.calls import read_calls
+from router_model.calls import KNOWN_FIELDS, read_calls
 from router_model.errors import TierwiseError
 from router_model.jsonl import read_records
 from router_model.requests import parse_request
@@ -27,24 +27,7 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-call_keys = st.sampled_from(
-    [
-        "request_id",
-        "timestamp",
-        "prompt",
-        "messages",
-        "system",
-        "model",
-        "tier",
-        "grade",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "tags",
-        "latency_ms",
-        "grader",
-    ]
-)
+call_keys = st.sampled_from(sorted(KNOWN_FIELDS))
 call_like = st.dictionaries(call_keys, json_values, max_size=10)
 lines = st.lists(
     st.one_of(

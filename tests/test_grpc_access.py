@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_support import ServerThread, server_config, serving_on
 
 from router_model.errors import ConfigError
 from serving import TierwiseClient
 from serving.access import TlsFiles, TokenAuthenticator, channel_credentials
 from serving.results import TierwiseRpcError
-from tests.grpc_support import ServerThread, server_config
 
 TOKENS = {"billing": "b" * 24, "search": "s-token-0123456789abcdef"}
 
@@ -109,11 +109,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def _serve(model: Path, **access: object) -> Iterator[ServerThread]:
-    thread = ServerThread(server_config(model, **access)).load()
-    try:
+    with serving_on(server_config(model, **access)) as thread:
         yield thread
-    finally:
-        thread.close()
 
 
 @pytest.fixture(scope="module")

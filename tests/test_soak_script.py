@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-from tests.grpc_support import ServerThread, server_config
+from grpc_support import server_config, serving_on
+from script_support import load_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "soak_grpc.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tierwise_soak_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-soak = _load()
+soak = load_script("soak_grpc")
 
 
 def _window(start: float, p99: float, errors: int = 0, rss: float | None = 200.0) -> object:
@@ -42,12 +28,9 @@ def test_the_verdict_names_what_failed() -> None:
 
 
 def test_a_short_steady_load_answers_every_call(logreg_router_dir: Path) -> None:
-    thread = ServerThread(server_config(logreg_router_dir)).load()
-    try:
+    with serving_on(server_config(logreg_router_dir)) as thread:
         prompts = soak.bench_grpc.short_prompts(16)
         windows = asyncio.run(soak.steady_load(thread.target, prompts, 20.0, 3.0, 1.0))
-    finally:
-        thread.close()
     assert len(windows) >= 2
     assert sum(w.errors for w in windows) == 0
     assert sum(w.calls for w in windows) == sum(len(w.latencies_ms) for w in windows) > 0

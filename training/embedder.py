@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from router_model.artifact import sha256_file
 from router_model.errors import ConfigError
 from router_model.manifest import batch_invariant
+from router_model.router import DEFAULT_BATCH_SIZE
 from router_model.tokenize import RequestTokenizer, TruncationRule, pad
 from training.cache_dir import cache_dir
 
@@ -178,7 +179,9 @@ class Embedder:
     ) -> None:
         self.files = files
         self.rule = rule
-        self.batch_size = batch_size or (32 if batch_invariant(files.precision) else 1)
+        self.batch_size = batch_size or (
+            DEFAULT_BATCH_SIZE if batch_invariant(files.precision) else 1
+        )
         self.tokenizer = RequestTokenizer.from_file(files.tokenizer_path, rule)
         self._session = open_session_plain(files.onnx_path)
 

@@ -183,9 +183,16 @@ def _fitted_outputs(
     router: Router, test: RequestTable, pipeline: FittedPipeline, X: npt.NDArray[np.float32]
 ) -> RouterOutputs:
     p_success = np.clip(pipeline.predict_proba(X), 0.0, 1.0)
-    input_tokens = np.array([estimate_tokens(r.text) for r in test.requests], dtype=np.float64)
-    costs = router.ladder.expected_costs(input_tokens, pipeline.output_length.predict(X))
+    costs = _expected_costs(pipeline, X, test, router.ladder)
     return RouterOutputs(router.ladder, p_success, costs, router.manifest.policy)
+
+
+def _expected_costs(
+    pipeline: FittedPipeline, X: npt.NDArray[np.float32], table: RequestTable, ladder: TierLadder
+) -> FloatArray:
+    """[N, T] USD per request and tier: known input, the pipeline's predicted output."""
+    input_tokens = np.array([estimate_tokens(r.text) for r in table.requests], dtype=np.float64)
+    return ladder.expected_costs(input_tokens, pipeline.output_length.predict(X))
 
 
 def check_artifact_agrees(
@@ -236,8 +243,7 @@ def _fit_policy(
     request), which is weaker and carries no quality guarantee, and the
     manifest says so.
     """
-    input_tokens = np.array([estimate_tokens(r.text) for r in table.requests])
-    expected = ladder.expected_costs(input_tokens, pipeline.output_length.predict(X))
+    expected = _expected_costs(pipeline, X, table, ladder)
     rows = table.fully_graded() & ~np.isnan(pipeline.classifier.oof_proba_).any(axis=1)
     if rows.sum() >= MIN_POLICY_ROWS:
         policy = fit_policy(
