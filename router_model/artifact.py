@@ -34,6 +34,7 @@ REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE)
 REQUIRED_INPUTS = {INPUT_IDS, ATTENTION_MASK, SCALAR_FEATURES}
 REQUIRED_OUTPUTS = {P_SUCCESS, OUTPUT_TOKENS}
 _CHUNK = 1 << 20
+ALLOW_SPINNING = "session.intra_op.allow_spinning"
 
 
 def sha256_file(path: Path) -> str:
@@ -86,10 +87,18 @@ def _verify_files(directory: Path, files: Mapping[str, FileDigest]) -> None:
 
 
 def open_session(path: Path, intra_op_threads: int = 0) -> ort.InferenceSession:
-    """An onnxruntime session on the CPU with the artifact's graph checked for its I/O."""
+    """An onnxruntime session on the CPU with the artifact's graph checked for its I/O.
+
+    Spinning is off: by default onnxruntime's worker threads busy-wait after
+    each run for the next one. A server runs the graph in bursts between which
+    its event loop (and, on a shared machine, everything else) needs the cores;
+    the spinning burned about 10% of the server's CPU per request and bought
+    no latency (docs/performance.md).
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry(ALLOW_SPINNING, "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated exception types
