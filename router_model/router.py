@@ -33,6 +33,10 @@ from router_model.tiers import TierLadder
 from router_model.tokenize import RequestTokenizer, pad
 
 DEFAULT_BATCH_SIZE = 32
+# The fixed cost of one graph run (launch, tokeniser output to tensors, the
+# head) in units of the per-token cost: about 1.5 ms against 0.15 ms per token
+# on two cores; the split it drives is not sensitive to the exact value.
+RUN_OVERHEAD_TOKENS = 10
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -195,9 +199,31 @@ class Router:
 
 
 def _length_sorted_batches(ids: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:
+    """Rows in batches of at most ``batch_size`` that waste the least work on padding.
+
+    A run costs about ``RUN_OVERHEAD_TOKENS`` plus (rows × longest row) tokens of
+    work, so after sorting by length the cheapest split into contiguous batches
+    is found exactly by dynamic programming: a lone long prompt gets its own
+    run instead of padding thirty short ones to its length, and prompts of
+    equal length stay together instead of paying the overhead twice.
+    """
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    lengths = [len(ids[i]) for i in order]
+    best = [0] * (len(order) + 1)  # best[j]: cheapest cost of the first j rows
+    cut = [0] * (len(order) + 1)  # where the last batch of that split starts
+    for end in range(1, len(order) + 1):
+        longest = lengths[end - 1]
+        best[end], cut[end] = min(
+            (best[start] + RUN_OVERHEAD_TOKENS + (end - start) * longest, start)
+            for start in range(max(0, end - batch_size), end)
+        )
+    bounds = []
+    end = len(order)
+    while end > 0:
+        bounds.append((cut[end], end))
+        end = cut[end]
+    for start, end in reversed(bounds):
+        yield order[start:end]
 
 
 def _group_by_controls(
