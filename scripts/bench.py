@@ -13,7 +13,9 @@ Figures (targets are for a 2-core machine without a GPU):
      ``Router.score`` in batches of 32 (target ratio at least 0.90). The
      client shares the two cores with the server, so the ratio also pays for
      the client. The CPU ratio does not: the in-process CPU time per prompt
-     over the server process's CPU time per request (from /proc).
+     over the server process's CPU time per request (from /proc). The same
+     again for mixed lengths (seven short prompts to one of 256 tokens, in a
+     fixed shuffled order), which is where padding decides the throughput.
   3. Server resident memory (VmRSS of the server process, from /proc) once the
      model is loaded and again after all the load above (target at most 250 MB,
      MB = 10^6 bytes); the growth between the two is reported too. Reference:
@@ -55,6 +57,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import sys
 import time
 from pathlib import Path
@@ -156,16 +159,19 @@ def run_inprocess(
         "long_p50": [],
         "rps": [],
         "cpu_ms": [],
+        "rps_mixed": [],
     }
     for r in range(args.repeats):
         p50, p99 = inprocess_latency(router, prompts["short"], args.c1_requests)
         long_p50, _ = inprocess_latency(router, prompts["long"], args.c1_long_requests)
         rps, cpu_ms = inprocess_throughput(router, prompts["short"], args.reference_seconds)
+        mixed, _ = inprocess_throughput(router, prompts["mixed"], args.reference_seconds)
         log(
             f"in-process run {r + 1}/{args.repeats}: short p50 {p50:.2f} ms p99 {p99:.2f} ms, "
-            f"256-token p50 {long_p50:.2f} ms, batched {rps:.0f} prompts/s"
+            f"256-token p50 {long_p50:.2f} ms, batched {rps:.0f} prompts/s "
+            f"({mixed:.0f}/s mixed lengths)"
         )
-        for key, value in zip(refs, (p50, p99, long_p50, rps, cpu_ms), strict=True):
+        for key, value in zip(refs, (p50, p99, long_p50, rps, cpu_ms, mixed), strict=True):
             refs[key].append(value)
     del router
     return {k: v for k, v in ((k, median(v)) for k, v in refs.items()) if v is not None}
@@ -187,6 +193,7 @@ def run_grpc(
             ("short", 1, args.c1_requests, args.c1_seconds),
             ("long", 1, args.c1_long_requests, args.c1_seconds),
             ("short", 32, args.c32_requests, args.c32_seconds),
+            ("mixed", 32, args.c32_requests, args.c32_seconds),
         )
         results: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
         rss_after_repeat: list[float] = []
@@ -198,7 +205,7 @@ def run_grpc(
                 lat, server, errors, elapsed = asyncio.run(
                     bench_grpc.drive(target, prompts[name], concurrency, calls, seconds)
                 )
-                if concurrency == 32 and lat:
+                if (name, concurrency) == ("short", 32) and lat:
                     used = bench_grpc.cpu_seconds(proc.pid) - cpu
                     server_cpu_ms.append(used * 1000.0 / len(lat))
                 p50 = bench_grpc.percentile(lat, 0.50)
@@ -241,20 +248,23 @@ def run_grpc(
     figs["grpc_256_c1_p50"].note = f"server-side p50 {format_number(server_p50)} ms"
     for key in ("grpc_short_c1_p50", "grpc_short_c1_p99", "grpc_256_c1_p50"):
         figs[key].reference_name = one
-    server_p50 = fill("grpc_short_c32_rps", ("short", 32), 3, "rps")
-    c32 = results[("short", 32)]
-    c32_fig = figs["grpc_short_c32_rps"]
-    c32_fig.reference_name = "Router.score(prompts, batch_size=32) in-process, same prompts"
-    c32_p50 = median([row[0] for row in c32])
-    c32_fig.note = (
-        f"p50 {format_number(c32_p50)} ms, server-side p50 {format_number(server_p50)} ms"
-    )
-    ratio = figs["grpc_c32_ratio"]
-    ratio.runs = [round(row[3] / refs["rps"], 3) for row in c32] if "rps" in refs else []
-    rps_value = figs["grpc_short_c32_rps"].value
-    if rps_value is not None and refs.get("rps"):
-        ratio.value = rps_value / refs["rps"]
-    ratio.reference_name = "1.00 = the in-process batched throughput"
+    for name, rps_key, ratio_key, ref in (
+        ("short", "grpc_short_c32_rps", "grpc_c32_ratio", "rps"),
+        ("mixed", "grpc_mixed_c32_rps", "grpc_mixed_c32_ratio", "rps_mixed"),
+    ):
+        server_p50 = fill(rps_key, (name, 32), 3, ref)
+        c32 = results[(name, 32)]
+        c32_fig = figs[rps_key]
+        c32_fig.reference_name = "Router.score(prompts, batch_size=32) in-process, same prompts"
+        c32_p50 = median([row[0] for row in c32])
+        c32_fig.note = (
+            f"p50 {format_number(c32_p50)} ms, server-side p50 {format_number(server_p50)} ms"
+        )
+        ratio = figs[ratio_key]
+        ratio.runs = [round(row[3] / refs[ref], 3) for row in c32] if ref in refs else []
+        if c32_fig.value is not None and refs.get(ref):
+            ratio.value = c32_fig.value / refs[ref]
+        ratio.reference_name = "1.00 = the in-process batched throughput"
     cpu_ratio = figs["grpc_c32_cpu_ratio"]
     if server_cpu_ms and refs.get("cpu_ms"):
         cpu_ratio.runs = [round(refs["cpu_ms"] / v, 3) for v in server_cpu_ms]
@@ -381,12 +391,15 @@ def main(argv: list[str] | None = None) -> int:
     figs = catalogue()
     started = time.perf_counter()
     short = bench_grpc.short_prompts(PROMPT_POOL)
-    prompts = {
-        "short": short,
-        "long": prompts_of_tokens(args.model, bench_grpc.long_prompts(PROMPT_POOL), LONG_TOKENS),
-    }
+    long = prompts_of_tokens(args.model, bench_grpc.long_prompts(PROMPT_POOL), LONG_TOKENS)
+    mixed = short[: PROMPT_POOL * 7 // 8] + long[: PROMPT_POOL // 8]
+    random.Random(0).shuffle(mixed)
+    prompts = {"short": short, "long": long, "mixed": mixed}
     tokens = {k: bench_grpc.token_count(args.model, v) for k, v in prompts.items()}
-    log(f"prompts: short ≈{tokens['short']:.0f} tokens, long ≈{tokens['long']:.0f} tokens")
+    log(
+        f"prompts: short ≈{tokens['short']:.0f} tokens, long ≈{tokens['long']:.0f} tokens, "
+        f"mixed ≈{tokens['mixed']:.0f} tokens"
+    )
     log("in-process references")
     refs = run_inprocess(args, prompts, figs)
     run_grpc(args, prompts, figs, refs)

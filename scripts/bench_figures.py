@@ -63,6 +63,14 @@ def catalogue() -> dict[str, Figure]:
         Figure(
             "grpc_c32_ratio", "c=32 throughput / in-process", "ratio", target=0.90, comparison=">="
         ),
+        Figure("grpc_mixed_c32_rps", "gRPC mixed lengths, c=32, throughput", "req/s"),
+        Figure(
+            "grpc_mixed_c32_ratio",
+            "c=32 mixed lengths throughput / in-process",
+            "ratio",
+            target=0.90,
+            comparison=">=",
+        ),
         Figure(
             "grpc_c32_cpu_ratio",
             "c=32 CPU per prompt, in-process / server",
