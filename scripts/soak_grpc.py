@@ -27,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_grpc  # a sibling script: prompts, percentiles, server start, RSS
 
+from serving.config import DEFAULT_MAX_COALESCE_TOKENS
+
 
 @dataclass
 class Window:
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("build/soak.json"))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--intra-op-threads", type=int, default=0)
-    parser.add_argument("--max-coalesce-tokens", type=int, default=512)
+    parser.add_argument("--max-coalesce-tokens", type=int, default=DEFAULT_MAX_COALESCE_TOKENS)
     args = parser.parse_args(argv)
     prompts = bench_grpc.short_prompts(512)
     proc = None
