@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from router_model import ArtifactError, Router
-from router_model.artifact import ALLOW_SPINNING, open_session
+from router_model.artifact import STOP_SPINNING_AFTER_RUN, open_session
 from router_model.calls import read_calls
 from router_model.features import FEATURE_NAMES
 from router_model.manifest import MODEL_FILE
@@ -74,12 +74,12 @@ def _copy(src: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def test_sessions_run_the_requested_threads_without_spinning(logreg_router_dir: Path) -> None:
+def test_sessions_stop_spinning_after_a_run(logreg_router_dir: Path) -> None:
     """A server's scoring bursts must leave the cores to its event loop in between."""
     session = open_session(logreg_router_dir / MODEL_FILE, intra_op_threads=1)
     options = session.get_session_options()
     assert options.intra_op_num_threads == 1
-    assert options.get_session_config_entry(ALLOW_SPINNING) == "0"
+    assert options.get_session_config_entry(STOP_SPINNING_AFTER_RUN) == "1"
 
 
 def test_missing_file_is_refused(logreg_router_dir: Path, tmp_path: Path) -> None:
