@@ -283,8 +283,6 @@ def run_grpc(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from serving.config import DEFAULT_MAX_COALESCE_TOKENS
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -363,10 +361,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="onnxruntime intra-op threads in-process (0: all cores)",
     )
-    server = parser.add_argument_group("server settings (passed to tierwise serve)")
-    server.add_argument("--workers", type=int, default=1, help="scoring threads (0: one per core)")
-    server.add_argument("--intra-op-threads", type=int, default=0, help="0: all cores")
-    server.add_argument("--max-coalesce-tokens", type=int, default=DEFAULT_MAX_COALESCE_TOKENS)
+    bench_grpc.add_server_arguments(parser)
     args = parser.parse_args(argv)
     positive = ("repeats", "embed_prompts", "c1_requests", "c1_long_requests", "c32_requests")
     for name in positive:

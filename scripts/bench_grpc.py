@@ -151,6 +151,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--target`` (a running loopback server) or ``--model`` (start one), exactly one."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", help="a running server on loopback, HOST:PORT")
+    where.add_argument(
+        "--model", type=Path, help="artifact (or registry) to serve on loopback and measure"
+    )
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings ``start_server`` passes to ``tierwise serve``, defaulting to its own."""
+    from serving.config import ServerConfig
+
+    defaults = ServerConfig(model=Path("."))
+    server = parser.add_argument_group("server settings (passed to tierwise serve)")
+    server.add_argument(
+        "--workers", type=int, default=defaults.workers, help="scoring threads (0: one per core)"
+    )
+    server.add_argument(
+        "--intra-op-threads", type=int, default=defaults.intra_op_threads, help="0: all cores"
+    )
+    server.add_argument("--max-coalesce-tokens", type=int, default=defaults.max_coalesce_tokens)
+
+
 def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
     log = Path(tempfile.mkdtemp(prefix="tierwise-bench-")) / "serve.log"
     command = [
@@ -270,12 +294,8 @@ def format_row(s: Scenario) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from serving.config import DEFAULT_MAX_COALESCE_TOKENS
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model", type=Path, help="artifact (or registry) to serve and measure")
-    where.add_argument("--target", help="a running server on this machine, HOST:PORT")
+    add_target_arguments(parser)
     parser.add_argument("--server-pid", type=int, help="with --target: the server's pid, for RSS")
     parser.add_argument("--requests", type=int, default=2000, help="max calls per scenario")
     parser.add_argument("--seconds", type=float, default=20.0, help="max time per scenario")
@@ -289,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         default=["short", "long"],
         help="prompt sets to run: short (under 64 tokens), long (over 256 tokens)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="server scoring threads")
-    parser.add_argument("--intra-op-threads", type=int, default=0, help="0: all cores")
-    parser.add_argument("--max-coalesce-tokens", type=int, default=DEFAULT_MAX_COALESCE_TOKENS)
+    add_server_arguments(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     scenarios = run(args)

@@ -177,16 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--target", help="a running server on loopback, HOST:PORT")
-    where.add_argument("--model", type=Path, help="start a loopback server on this artifact")
+    bench_grpc.add_target_arguments(parser)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    bench_grpc.add_server_arguments(parser)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.model is not None:
-        server_args = argparse.Namespace(workers=1, intra_op_threads=0, max_coalesce_tokens=512)
-        proc, target = bench_grpc.start_server(args.model, server_args)
+        proc, target = bench_grpc.start_server(args.model, args)
     else:
         proc, target = None, args.target
     try:

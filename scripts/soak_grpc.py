@@ -27,8 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_grpc  # a sibling script: prompts, percentiles, server start, RSS
 
-from serving.config import DEFAULT_MAX_COALESCE_TOKENS
-
 
 @dataclass
 class Window:
@@ -122,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--target", help="a running server on loopback, HOST:PORT")
-    where.add_argument("--model", type=Path, help="start a loopback server on this artifact")
+    bench_grpc.add_target_arguments(parser)
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--load", type=float, default=0.8, help="share of the measured maximum")
     parser.add_argument("--rate", type=float, help="calls/s to hold; skips measuring the maximum")
@@ -133,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p99-drift", type=float, default=1.5)
     parser.add_argument("--rss-drift-mb", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=Path("build/soak.json"))
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--intra-op-threads", type=int, default=0)
-    parser.add_argument("--max-coalesce-tokens", type=int, default=DEFAULT_MAX_COALESCE_TOKENS)
+    bench_grpc.add_server_arguments(parser)
     args = parser.parse_args(argv)
     prompts = bench_grpc.short_prompts(512)
     proc = None
