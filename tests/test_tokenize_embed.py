@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 
@@ -51,7 +53,8 @@ def test_cache_embeds_each_text_once() -> None:
 
     embedder = Embedder(embedder_files(), TruncationRule())
     cache = EmbeddingCache.for_embedder(embedder)
-    texts = ["cache test one", "cache test two", "cache test one"]
+    run = uuid.uuid4().hex  # new to any cache, including a caller's TIERWISE_CACHE_DIR
+    texts = [f"cache test one {run}", f"cache test two {run}", f"cache test one {run}"]
     first, computed = cache.embed(embedder, texts, progress=False)
     assert computed == 2
     reopened = EmbeddingCache.for_embedder(embedder)  # a new process reads the shards
