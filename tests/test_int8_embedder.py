@@ -53,7 +53,12 @@ def test_int8_router_records_its_precision_and_routes_like_fp32(
     requests = list({c.request_id: c.request_text() for c in read_calls(mmlu_calls)}.values())
     p8, p32 = int8.score(requests).p_success, fp32.score(requests).p_success
     assert np.abs(p8 - p32).mean() < 0.03
-    for tier in range(p8.shape[1]):
+    # A tier without usable signal predicts its base rate; on 288 training
+    # requests either embedder may find the same noise tier just above or below
+    # that line, so rank agreement is asked of the tiers where both vary.
+    varies = (p32.std(axis=0) > 0) & (p8.std(axis=0) > 0)
+    assert varies.sum() >= 2
+    for tier in np.flatnonzero(varies):
         assert np.corrcoef(p8[:, tier], p32[:, tier])[0, 1] > 0.9
 
 

@@ -42,7 +42,7 @@ class TierSuccessClassifier:
     def __init__(
         self,
         kind: str = "logreg",
-        calibration: str = "isotonic",
+        calibration: str = "auto",
         n_folds: int = 5,
         C: float = 1.0,
         n_estimators: int = 300,

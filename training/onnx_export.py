@@ -7,7 +7,7 @@ probabilities match the fitted pipeline to float32 precision:
 * margins: ``x @ W + b`` for logistic regression, or one ``TreeEnsembleRegressor``
   holding every tier's LightGBM trees (one target per tier);
 * calibration: ``σ(a·z + b)``, or the isotonic piecewise-linear map written as
-  ``y0 + Σ_k slope_k · (clip(z, x_k, x_{k+1}) − x_k)``;
+  ``y0 + Σ_k slope_k · (clip(z, x_k, x_{k+1}) − x_k)``, each tier with its own;
 * output tokens: ``exp(x @ Wo + bo) · known``.
 
 The head is then joined to the exported MiniLM graph with
@@ -132,14 +132,40 @@ def _linear_nodes(
 def _calibration_nodes(
     calibrators: Sequence[Calibrator], inits: list[onnx.TensorProto]
 ) -> list[onnx.NodeProto]:
-    if all(c.method == "sigmoid" for c in calibrators):
-        a = _const(inits, "cal_a", [c.a for c in calibrators])
-        b = _const(inits, "cal_b", [c.b for c in calibrators])
-        return [
-            helper.make_node("Mul", ["margins", a], ["cal_az"]),
-            helper.make_node("Add", ["cal_az", b], ["cal_logit"]),
-            helper.make_node("Sigmoid", ["cal_logit"], [P_SUCCESS]),
-        ]
+    """P from margins; tiers may mix methods ("auto" calibrates small tiers with Platt)."""
+    sigmoid = [c.method == "sigmoid" for c in calibrators]
+    if all(sigmoid):
+        return _sigmoid_nodes(calibrators, P_SUCCESS, inits)
+    if not any(sigmoid):
+        return _isotonic_nodes(calibrators, P_SUCCESS, inits)
+    # Both maps on every tier, then each tier keeps its own: P = s·σ + (1 − s)·iso.
+    flat = Calibrator("isotonic", knots_x=(0.0, 1.0), knots_y=(0.0, 0.0))
+    isotonic = [flat if s else c for c, s in zip(calibrators, sigmoid, strict=True)]
+    keep = np.asarray(sigmoid, dtype=np.float64)
+    return [
+        *_sigmoid_nodes(calibrators, "cal_sigmoid", inits),
+        *_isotonic_nodes(isotonic, "cal_iso", inits),
+        helper.make_node("Mul", ["cal_sigmoid", _const(inits, "cal_keep", keep)], ["cal_s"]),
+        helper.make_node("Mul", ["cal_iso", _const(inits, "cal_keep_iso", 1.0 - keep)], ["cal_i"]),
+        helper.make_node("Add", ["cal_s", "cal_i"], [P_SUCCESS]),
+    ]
+
+
+def _sigmoid_nodes(
+    calibrators: Sequence[Calibrator], out: str, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    a = _const(inits, "cal_a", [c.a for c in calibrators])
+    b = _const(inits, "cal_b", [c.b for c in calibrators])
+    return [
+        helper.make_node("Mul", ["margins", a], ["cal_az"]),
+        helper.make_node("Add", ["cal_az", b], ["cal_logit"]),
+        helper.make_node("Sigmoid", ["cal_logit"], [out]),
+    ]
+
+
+def _isotonic_nodes(
+    calibrators: Sequence[Calibrator], out: str, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
     lo, hi, slopes, y0 = _isotonic_segments(calibrators)
     axis = _const_int(inits, "cal_axis", [2])
     return [
@@ -149,7 +175,7 @@ def _calibration_nodes(
         helper.make_node("Sub", ["cal_zclip", "cal_lo"], ["cal_run"]),
         helper.make_node("Mul", ["cal_run", _const(inits, "cal_slope", slopes)], ["cal_rise"]),
         helper.make_node("ReduceSum", ["cal_rise", axis], ["cal_sum"], keepdims=0),
-        helper.make_node("Add", ["cal_sum", _const(inits, "cal_y0", y0)], [P_SUCCESS]),
+        helper.make_node("Add", ["cal_sum", _const(inits, "cal_y0", y0)], [out]),
     ]
 
 

@@ -52,7 +52,7 @@ class TrainConfig:
     """Every knob of a training run; recorded in the manifest."""
 
     classifier: str = "logreg"
-    calibration: str = "isotonic"
+    calibration: str = "auto"
     held_out_fraction: float = 0.2
     seed: int = 0
     max_tokens: int = 256
@@ -128,6 +128,7 @@ def train_on_table(
         embedder.files.onnx_path, pipeline.classifier, pipeline.output_length, len(FEATURE_NAMES)
     )
     manifest = _manifest_fields(
+        pipeline.classifier,
         ladder,
         rule,
         embedder,
@@ -268,6 +269,7 @@ def _fit_policy(
 
 
 def _manifest_fields(
+    classifier: TierSuccessClassifier,
     ladder: TierLadder,
     rule: TruncationRule,
     embedder: Embedder,
@@ -295,7 +297,14 @@ def _manifest_fields(
             "scalar": list(FEATURE_NAMES),
             "outputs": ["p_success", "output_tokens"],
         },
-        "classifier": {"kind": config.classifier, "calibration": config.calibration},
+        "classifier": {
+            "kind": config.classifier,
+            "calibration": config.calibration,
+            "calibrators": {
+                tier: c.method
+                for tier, c in zip(classifier.classes_, classifier.calibrators_, strict=True)
+            },
+        },
         "policy": {**policy.to_dict(), "fitted_on": policy_source},
         "training": asdict(config),
         "training_data": {

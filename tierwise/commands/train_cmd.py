@@ -20,7 +20,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--tiers", type=Path, required=True, help="tiers TOML file")
     parser.add_argument("--out", type=Path, required=True, help="artifact directory to write")
     parser.add_argument("--classifier", choices=("logreg", "gbt"), default="logreg")
-    parser.add_argument("--calibration", choices=("isotonic", "sigmoid"), default="isotonic")
+    parser.add_argument(
+        "--calibration",
+        choices=("auto", "isotonic", "sigmoid"),
+        default="auto",
+        help="auto: isotonic for a tier with at least 1,000 labelled requests, "
+        "sigmoid (Platt) below",
+    )
     parser.add_argument(
         "--held-out-fraction",
         type=float,
