@@ -188,3 +188,22 @@ def test_split_keeps_each_request_on_one_side(mmlu_calls: Path, tmp_path: Path) 
     assert len(train_ids) + len(test_ids) == 360
     assert 0.15 < len(test_ids) / 360 < 0.35
     assert len(read_calls(train)) + len(read_calls(test)) == len(read_calls(mmlu_calls))
+
+
+def test_train_warns_when_the_router_does_not_beat_the_hull(logreg_router_dir: Path) -> None:
+    import copy
+
+    from router_model.artifact import read_manifest
+    from tierwise.commands.train_cmd import below_hull_warning
+
+    metrics = dict(read_manifest(logreg_router_dir).metrics)
+    hull = metrics["baselines"]["hull"]["apgr"]
+    below, above = copy.deepcopy(metrics), copy.deepcopy(metrics)
+    below["routers"]["cost_aware"]["apgr"] = hull - 0.05
+    above["routers"]["cost_aware"]["apgr"] = hull + 0.05
+    warning = below_hull_warning(below)
+    assert warning is not None
+    assert f"({hull - 0.05:.3f})" in warning and f"({hull:.3f})" in warning
+    assert f"{metrics['requests_judged']} held-out requests" in warning
+    assert below_hull_warning(above) is None
+    assert below_hull_warning({"reason": "no held-out requests"}) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,31 @@ def run(args: argparse.Namespace) -> int:
         "held_out": _headline(result.metrics),
     }
     print(json.dumps(summary, indent=2))
+    warning = below_hull_warning(result.metrics)
+    if warning:
+        print(f"tierwise train: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def below_hull_warning(metrics: dict[str, Any]) -> str | None:
+    """Say so when the held-out calls route better by splitting traffic at random.
+
+    The convex hull of the tiers (each request sent to a tier drawn at a fixed
+    mix) needs no model at all; a router below it on held-out calls is not
+    worth serving yet, which happens on a few hundred graded calls of a task
+    whose success the prompt barely predicts.
+    """
+    if "routers" not in metrics:
+        return None
+    router, hull = metrics["routers"]["cost_aware"]["apgr"], metrics["baselines"]["hull"]["apgr"]
+    if router is None or hull is None or router >= hull:
+        return None
+    return (
+        f"on its {metrics['requests_judged']} held-out requests the router's APGR "
+        f"({router:.3f}) is below the convex hull of the tiers ({hull:.3f}), i.e. below "
+        "sending each request to a tier drawn at a fixed mix. More graded calls usually "
+        "help; see the learning curves in docs/routing-quality.md."
+    )
 
 
 def _confidence(text: str) -> float:
