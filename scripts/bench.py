@@ -13,7 +13,8 @@ Figures (targets are for a 2-core machine without a GPU):
      ``Router.score`` in batches of 32 (target ratio at least 0.90). The
      client shares the two cores with the server, so the ratio also pays for
      the client. The CPU ratio does not: the in-process CPU time per prompt
-     over the server process's CPU time per request (from /proc). The same
+     over the server process's CPU time per request (from /proc); its note
+     also gives the load client's own CPU time per request. The same
      again for mixed lengths (seven short prompts to one of 256 tokens, in a
      fixed shuffled order), which is where padding decides the throughput.
   3. Server resident memory (VmRSS of the server process, from /proc) once the
@@ -198,16 +199,18 @@ def run_grpc(
         results: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
         rss_after_repeat: list[float] = []
         server_cpu_ms: list[float] = []
+        client_cpu_ms: list[float] = []
         for r in range(args.repeats):
             for name, concurrency, calls, seconds in scenarios:
                 asyncio.run(bench_grpc.drive(target, prompts[name], concurrency, args.warmup, 30))
-                cpu = bench_grpc.cpu_seconds(proc.pid)
+                cpu, client_cpu = bench_grpc.cpu_seconds(proc.pid), time.process_time()
                 lat, server, errors, elapsed = asyncio.run(
                     bench_grpc.drive(target, prompts[name], concurrency, calls, seconds)
                 )
                 if (name, concurrency) == ("short", 32) and lat:
                     used = bench_grpc.cpu_seconds(proc.pid) - cpu
                     server_cpu_ms.append(used * 1000.0 / len(lat))
+                    client_cpu_ms.append((time.process_time() - client_cpu) * 1000.0 / len(lat))
                 p50 = bench_grpc.percentile(lat, 0.50)
                 p99 = bench_grpc.percentile(lat, 0.99)
                 server_ms = bench_grpc.percentile(server, 0.50)
@@ -271,7 +274,8 @@ def run_grpc(
         cpu_ratio.value = median(cpu_ratio.runs)
         cpu_ratio.note = (
             f"server {format_number(median(server_cpu_ms))} ms CPU per request, "
-            f"in-process {format_number(refs['cpu_ms'])} ms per prompt"
+            f"in-process {format_number(refs['cpu_ms'])} ms per prompt; the load client "
+            f"on the same cores {format_number(median(client_cpu_ms))} ms per request"
         )
     loaded, after = figs["server_rss_loaded"], figs["server_rss_after"]
     if loaded.value is not None and after.value is not None:
