@@ -82,8 +82,10 @@ def gbt_router_dir(
         mmlu_tiers,
         classifier="gbt",
         # The default fixtures calibrate with Platt ("auto" on 288 requests per
-        # tier); this one keeps the isotonic head covered end to end.
+        # tier); this one keeps the isotonic head covered end to end, and the
+        # head without neighbours.
         calibration="isotonic",
+        neighbours=0,
     )
 
 

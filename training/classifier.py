@@ -8,6 +8,13 @@ tier has no graded call for a request; each tier learns from its own rows.
 Calibration uses K-fold out-of-fold margins, so the calibrator is always fitted
 on data the base model was not fitted on, and the final base model still sees
 every row.
+
+With ``neighbours=k`` each tier's margin is blended with the success rate of
+the request's k nearest training requests (``training.neighbours``): a
+two-weight logistic regression per tier on the out-of-fold margin and the
+leave-one-out neighbour rate's logit, fitted before the calibrator. The base
+model draws one boundary through the whole embedding space; the neighbours
+see task families it smooths over, and the blend weighs the two per tier.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from tqdm.auto import tqdm
 
 from router_model.errors import ConfigError
 from training.calibration import Calibrator, fit_calibrator
+from training.neighbours import NeighbourMemory, build_memory, rate_logits
 
 KINDS = ("logreg", "gbt")
 FloatArray = npt.NDArray[np.float64]
@@ -50,6 +58,8 @@ class TierSuccessClassifier:
         num_leaves: int = 15,
         random_state: int = 0,
         progress: bool = True,
+        neighbours: int = 0,
+        embedding_dim: int = 384,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown classifier {kind!r}; choose one of {list(KINDS)}")
@@ -62,6 +72,8 @@ class TierSuccessClassifier:
         self.num_leaves = num_leaves
         self.random_state = random_state
         self.progress = progress
+        self.neighbours = neighbours
+        self.embedding_dim = embedding_dim
 
     def fit(
         self,
@@ -84,6 +96,9 @@ class TierSuccessClassifier:
         self.models_: list[object] = []
         self.calibrators_: list[Calibrator] = []
         self.oof_proba_ = np.full(Y.shape, np.nan)
+        self.memory_: NeighbourMemory | None = None
+        self.blend_ = np.tile([1.0, 0.0, 0.0], (Y.shape[1], 1))
+        rate_logit = self._fit_memory(X, Y)
         bar = tqdm(
             self.classes_, desc=f"fitting {self.kind}", unit="tier", disable=not self.progress
         )
@@ -92,6 +107,9 @@ class TierSuccessClassifier:
             labels = Y[rows, t].astype(np.int64)
             weights = None if sample_weight is None else sample_weight[rows, t]
             oof = self._out_of_fold_margins(X[rows], labels, weights)
+            if rate_logit is not None:
+                self.blend_[t] = _fit_blend(oof, rate_logit[rows, t], labels, weights)
+                oof = _blended(oof, rate_logit[rows, t], self.blend_[t])
             calibrator = fit_calibrator(self.calibration, oof, labels.astype(np.float64), weights)
             self.calibrators_.append(calibrator)
             self.oof_proba_[rows, t] = calibrator(oof)
@@ -99,7 +117,17 @@ class TierSuccessClassifier:
         return self
 
     def decision_function(self, X: npt.NDArray[np.float32]) -> FloatArray:
-        """[N, T] uncalibrated margins."""
+        """[N, T] uncalibrated margins (blended with the neighbours' when there are any)."""
+        margins = self.base_margins(X)
+        if self.memory_ is None:
+            return margins
+        rate_logit = rate_logits(self.memory_.rates(X[:, : self.embedding_dim]))
+        return np.column_stack(
+            [_blended(margins[:, t], rate_logit[:, t], b) for t, b in enumerate(self.blend_)]
+        )
+
+    def base_margins(self, X: npt.NDArray[np.float32]) -> FloatArray:
+        """[N, T] margins of the base model alone."""
         return np.column_stack([self._margin(m, X) for m in self.models_])
 
     def predict_proba(self, X: npt.NDArray[np.float32]) -> FloatArray:
@@ -112,6 +140,14 @@ class TierSuccessClassifier:
         if self.kind != "logreg":
             raise ConfigError("linear_margins() exists only for the logreg classifier")
         return [m for m in self.models_ if isinstance(m, LinearMargin)]
+
+    def _fit_memory(self, X: npt.NDArray[np.float32], Y: FloatArray) -> FloatArray | None:
+        """Keep the training requests for neighbour lookups; their leave-one-out rate logits."""
+        if self.neighbours <= 0:
+            return None
+        embeddings = X[:, : self.embedding_dim]
+        self.memory_, own_rows = build_memory(embeddings, Y, self.neighbours, self.random_state)
+        return rate_logits(self.memory_.rates(embeddings, own_rows=own_rows))
 
     def _out_of_fold_margins(
         self,
@@ -184,3 +220,25 @@ class TierSuccessClassifier:
         if isinstance(model, LinearMargin):
             return np.asarray(X.astype(np.float64) @ model.weights + model.bias)
         return np.asarray(model.predict(X, raw_score=True), dtype=np.float64)  # type: ignore[attr-defined]
+
+
+def _fit_blend(
+    margins: FloatArray,
+    rate_logit: FloatArray,
+    labels: npt.NDArray[np.int64],
+    weights: FloatArray | None,
+) -> FloatArray:
+    """(weight on the margin, weight on the neighbour logit, bias) for one tier.
+
+    Nearly unregularised: two weights fitted on thousands of out-of-fold rows
+    do not overfit, and a penalty would pull them towards zero for no reason.
+    """
+    if len(np.unique(labels)) < 2:
+        return np.array([1.0, 0.0, 0.0])
+    stacker = LogisticRegression(C=1e4, max_iter=1000)
+    stacker.fit(np.column_stack([margins, rate_logit]), labels, sample_weight=weights)
+    return np.array([*stacker.coef_[0], stacker.intercept_[0]], dtype=np.float64)
+
+
+def _blended(margins: FloatArray, rate_logit: FloatArray, blend: FloatArray) -> FloatArray:
+    return np.asarray(blend[0] * margins + blend[1] * rate_logit + blend[2])

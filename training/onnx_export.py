@@ -6,6 +6,9 @@ probabilities match the fitted pipeline to float32 precision:
 
 * margins: ``x @ W + b`` for logistic regression, or one ``TreeEnsembleRegressor``
   holding every tier's LightGBM trees (one target per tier);
+* neighbours (when trained with them): the k nearest training requests by an
+  integer ``MatMulInteger`` over the 7-bit memory and ``TopK``, their smoothed
+  success rate per tier, and the per-tier blend ``w·margin + v·logit(rate) + c``;
 * calibration: ``σ(a·z + b)``, or the isotonic piecewise-linear map written as
   ``y0 + Σ_k slope_k · (clip(z, x_k, x_{k+1}) − x_k)``, each tier with its own;
 * output tokens: ``exp(x @ Wo + bo) · known``.
@@ -29,6 +32,12 @@ from router_model.manifest import OUTPUT_TOKENS, P_SUCCESS, SCALAR_FEATURES
 from training.calibration import Calibrator
 from training.classifier import LinearMargin, TierSuccessClassifier
 from training.embedder import EMBEDDING, EMBEDDING_DIM
+from training.neighbours import (
+    PRIOR_WEIGHT,
+    QUERY_LEVELS,
+    QUERY_ZERO,
+    NeighbourMemory,
+)
 from training.output_length import OutputLengthModel
 
 ML_DOMAIN = "ai.onnx.ml"
@@ -74,7 +83,13 @@ def _head_model(
         helper.make_node("Concat", [EMBEDDING, SCALAR_FEATURES], ["x"], axis=1)
     ]
     inits: list[onnx.TensorProto] = []
-    nodes += _margin_nodes(classifier, inits)
+    memory = classifier.memory_
+    if memory is None:
+        nodes += _margin_nodes(classifier, inits, "margins")
+    else:
+        nodes += _margin_nodes(classifier, inits, "base_margins")
+        nodes += _neighbour_nodes(memory, inits)
+        nodes += _blend_nodes(classifier.blend_, "base_margins", "nb_logit", "margins", inits)
     nodes += _calibration_nodes(classifier.calibrators_, inits)
     nodes += _length_nodes(lengths, inits)
     graph = helper.make_graph(
@@ -103,14 +118,84 @@ def _const(inits: list[onnx.TensorProto], name: str, value: Any) -> str:
 
 
 def _margin_nodes(
-    classifier: TierSuccessClassifier, inits: list[onnx.TensorProto]
+    classifier: TierSuccessClassifier, inits: list[onnx.TensorProto], out: str
 ) -> list[onnx.NodeProto]:
     if classifier.kind == "logreg":
         margins = classifier.linear_margins()
         weights = np.column_stack([m.weights for m in margins])
         bias = np.array([m.bias for m in margins])
-        return _linear_nodes("x", weights, bias, "margins", "clf", inits)
-    return [_tree_node(classifier.models_, "x", "margins")]
+        return _linear_nodes("x", weights, bias, out, "clf", inits)
+    return [_tree_node(classifier.models_, "x", out)]
+
+
+def _neighbour_nodes(
+    memory: NeighbourMemory, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """embedding -> nb_logit [batch, T]: logit of the k nearest requests' smoothed rates.
+
+    Mirrors ``NeighbourMemory.rates`` operation for operation (see
+    training/neighbours.py for why the integers are exact).
+    """
+    inits += [
+        numpy_helper.from_array(memory.codes.T.copy(), "nb_codes"),
+        numpy_helper.from_array(np.array(QUERY_ZERO, dtype=np.uint8), "nb_query_zero"),
+        numpy_helper.from_array(np.array(0, dtype=np.int8), "nb_code_zero"),
+        numpy_helper.from_array(np.array([memory.k], dtype=np.int64), "nb_k"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "nb_axis"),
+    ]
+    hits_prior = _const(inits, "nb_hits_prior", np.float32(PRIOR_WEIGHT) * memory.prior)
+    levels = _const(inits, "nb_levels", QUERY_LEVELS)
+    return [
+        helper.make_node("Abs", [EMBEDDING], ["nb_abs"]),
+        helper.make_node("ReduceMax", ["nb_abs"], ["nb_peak"], axes=[1], keepdims=1),
+        helper.make_node("Max", ["nb_peak", _const(inits, "nb_tiny", 1e-12)], ["nb_peak_safe"]),
+        helper.make_node("Div", ["nb_peak_safe", levels], ["nb_scale"]),
+        helper.make_node("Div", [EMBEDDING, "nb_scale"], ["nb_scaled"]),
+        helper.make_node("Round", ["nb_scaled"], ["nb_rounded"]),
+        helper.make_node(
+            "Clip", ["nb_rounded", _const(inits, "nb_low", -QUERY_LEVELS), levels], ["nb_q"]
+        ),
+        helper.make_node("Add", ["nb_q", _const(inits, "nb_shift", QUERY_ZERO)], ["nb_qs"]),
+        helper.make_node("Cast", ["nb_qs"], ["nb_qu"], to=TensorProto.UINT8),
+        helper.make_node(
+            "MatMulInteger", ["nb_qu", "nb_codes", "nb_query_zero", "nb_code_zero"], ["nb_dot"]
+        ),
+        helper.make_node("Cast", ["nb_dot"], ["nb_dotf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["nb_dotf", _const(inits, "nb_scales", memory.scales)], ["nb_sim"]),
+        helper.make_node("TopK", ["nb_sim", "nb_k"], ["nb_top", "nb_idx"], axis=-1),
+        *_neighbour_sum("nb_successes", memory.successes, "nb_hits", inits),
+        *_neighbour_sum("nb_labelled", memory.labelled, "nb_seen", inits),
+        helper.make_node("Add", ["nb_hits", hits_prior], ["nb_num"]),
+        helper.make_node("Add", ["nb_seen", _const(inits, "nb_weight", PRIOR_WEIGHT)], ["nb_den"]),
+        helper.make_node("Div", ["nb_num", "nb_den"], ["nb_rate"]),
+        helper.make_node("Sub", [_const(inits, "nb_one", 1.0), "nb_rate"], ["nb_miss"]),
+        helper.make_node("Div", ["nb_rate", "nb_miss"], ["nb_odds"]),
+        helper.make_node("Log", ["nb_odds"], ["nb_logit"]),
+    ]
+
+
+def _neighbour_sum(
+    name: str, table: npt.NDArray[np.float32], out: str, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """Σ over the k neighbours of a [N, T] per-request table -> [batch, T]."""
+    return [
+        helper.make_node("Gather", [_const(inits, name, table), "nb_idx"], [f"{out}_k"], axis=0),
+        helper.make_node("ReduceSum", [f"{out}_k", "nb_axis"], [out], keepdims=0),
+    ]
+
+
+def _blend_nodes(
+    blend: FloatArray, margins: str, rate_logit: str, out: str, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    w_margin = _const(inits, "blend_margin", blend[:, 0])
+    w_rate = _const(inits, "blend_rate", blend[:, 1])
+    bias = _const(inits, "blend_bias", blend[:, 2])
+    return [
+        helper.make_node("Mul", [margins, w_margin], ["blend_m"]),
+        helper.make_node("Mul", [rate_logit, w_rate], ["blend_r"]),
+        helper.make_node("Add", ["blend_m", "blend_r"], ["blend_sum"]),
+        helper.make_node("Add", ["blend_sum", bias], [out]),
+    ]
 
 
 def _linear_nodes(

@@ -30,6 +30,7 @@ from training.dataset import RequestTable, build_table, data_fingerprint
 from training.embedder import EMBEDDER_ID, EMBEDDING_DIM, Embedder, embedder_files
 from training.embedding_cache import EmbeddingCache
 from training.features import feature_matrix
+from training.neighbours import DEFAULT_K
 from training.onnx_export import build_model
 from training.output_length import OutputLengthModel, fit_output_length
 from training.policy_fit import fit_policy
@@ -61,6 +62,8 @@ class TrainConfig:
     # Probability that each guaranteed quality target holds on new traffic.
     guarantee_confidence: float = 0.9
     C: float = 1.0
+    # k nearest training requests blended into each tier's margin; 0 turns it off.
+    neighbours: int = DEFAULT_K
     embedder_precision: str = "fp32"
     progress: bool = True
 
@@ -221,11 +224,21 @@ def _fit(
         C=config.C,
         random_state=config.seed,
         progress=config.progress,
+        neighbours=_neighbours_for(config.neighbours, len(table)),
+        embedding_dim=EMBEDDING_DIM,
     ).fit(X, success.astype(np.float64), ladder.names, sample_weight=table.weights)
     lengths = fit_output_length(X, table.output_tokens)
     return FittedPipeline(
         classifier, lengths, (*(f"emb{i}" for i in range(EMBEDDING_DIM)), *FEATURE_NAMES), config
     )
+
+
+def _neighbours_for(k: int, n_requests: int) -> int:
+    """``k``, or none when the training set is too small to have k neighbours."""
+    if k > 0 and n_requests <= k:
+        log.warning("only %d requests: training without neighbours", n_requests)
+        return 0
+    return k
 
 
 def _fit_policy(
@@ -300,6 +313,8 @@ def _manifest_fields(
         "classifier": {
             "kind": config.classifier,
             "calibration": config.calibration,
+            "neighbours": 0 if classifier.memory_ is None else classifier.memory_.k,
+            "neighbour_memory": 0 if classifier.memory_ is None else classifier.memory_.size,
             "calibrators": {
                 tier: c.method
                 for tier, c in zip(classifier.classes_, classifier.calibrators_, strict=True)

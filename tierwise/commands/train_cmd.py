@@ -56,6 +56,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "embeddings within 0.99 cosine of fp32 (docs/performance.md)",
     )
     parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation (logreg)")
+    parser.add_argument(
+        "--neighbours",
+        type=_non_negative,
+        default=20,
+        help="blend each tier's margin with the success rate of the k most similar "
+        "training requests (kept in the artifact, int8); 0 turns it off",
+    )
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--head-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         quality_target=args.quality_target,
         guarantee_confidence=args.guarantee_confidence,
         C=args.C,
+        neighbours=args.neighbours,
         embedder_precision=args.embedder_precision,
         progress=not args.no_progress,
     )
@@ -122,6 +130,13 @@ def _confidence(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
