@@ -15,7 +15,7 @@ from router_model.calls import read_calls
 from router_model.errors import ConfigError
 from router_model.manifest import MODEL_FILE
 from training import neighbours
-from training.neighbours import PRIOR_WEIGHT, build_memory, rate_logits
+from training.neighbours import DEFAULT_K, PRIOR_WEIGHT, build_memory, rate_logits
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -92,6 +92,22 @@ def test_too_few_requests_for_k_is_refused() -> None:
         build_memory(vectors[:5], success[:5], k=5)
 
 
+def test_a_blend_never_turns_a_ranking_upside_down() -> None:
+    """A leave-one-out rate that falls as success rises (small training sets)
+    must not get a negative weight: new requests would be ranked backwards."""
+    from training.classifier import _fit_blend
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    margins = labels + rng.normal(size=400)
+    agreeing = _fit_blend(margins, labels + rng.normal(size=400), labels, None)
+    assert agreeing[0] > 0 and agreeing[1] > 0
+    inverted = _fit_blend(margins, -labels + rng.normal(size=400), labels, None)
+    np.testing.assert_array_equal(inverted, [1.0, 0.0, 0.0])  # the margin alone
+    useless_margin = _fit_blend(-margins, labels + rng.normal(size=400), labels, None)
+    assert useless_margin[0] == 0.0 and useless_margin[1] > 0
+
+
 def test_exported_lookup_ranks_exactly_as_training(
     logreg_router_dir: Path, mmlu_calls: Path
 ) -> None:
@@ -105,7 +121,7 @@ def test_exported_lookup_ranks_exactly_as_training(
     from training.onnx_export import _neighbour_nodes
 
     memory = joblib.load(logreg_router_dir / "pipeline.joblib").classifier.memory_
-    assert memory is not None and memory.k == 20
+    assert memory is not None and memory.k == DEFAULT_K
     requests = list({c.request_id: c.request_text() for c in read_calls(mmlu_calls)}.values())
     embedder = Embedder(embedder_files(), Router.load(logreg_router_dir).manifest.truncation)
     cache = EmbeddingCache.for_embedder(embedder)
@@ -129,7 +145,7 @@ def test_exported_lookup_ranks_exactly_as_training(
 def test_manifest_and_graph_say_whether_neighbours_are_used(
     logreg_router_dir: Path, gbt_router_dir: Path
 ) -> None:
-    for directory, k in ((logreg_router_dir, 20), (gbt_router_dir, 0)):
+    for directory, k in ((logreg_router_dir, DEFAULT_K), (gbt_router_dir, 0)):
         manifest = json.loads((directory / "manifest.json").read_text())
         assert manifest["classifier"]["neighbours"] == k
         ops = {node.op_type for node in onnx.load(str(directory / MODEL_FILE)).graph.node}

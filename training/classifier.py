@@ -232,12 +232,34 @@ def _fit_blend(
 
     Nearly unregularised: two weights fitted on thousands of out-of-fold rows
     do not overfit, and a penalty would pull them towards zero for no reason.
+
+    Both weights must be positive. On a few hundred requests k neighbours
+    cover much of the training set, and the leave-one-out rate then falls
+    when the request itself succeeded (its own success is what was left out),
+    so a fit can learn a negative weight that new requests, which leave
+    nothing out, would turn into an inverted ranking. The blend then falls
+    back to the part that still has a positive weight, or to the margin alone.
     """
+    identity = np.array([1.0, 0.0, 0.0])
     if len(np.unique(labels)) < 2:
-        return np.array([1.0, 0.0, 0.0])
-    stacker = LogisticRegression(C=1e4, max_iter=1000)
-    stacker.fit(np.column_stack([margins, rate_logit]), labels, sample_weight=weights)
-    return np.array([*stacker.coef_[0], stacker.intercept_[0]], dtype=np.float64)
+        return identity
+    both = _logistic(np.column_stack([margins, rate_logit]), labels, weights)
+    if both[0] > 0.0 and both[1] > 0.0:
+        return both
+    if both[1] > 0.0:
+        alone = _logistic(rate_logit[:, None], labels, weights)
+        if alone[0] > 0.0:
+            return np.array([0.0, alone[0], alone[1]])
+    return identity
+
+
+def _logistic(
+    features: FloatArray, labels: npt.NDArray[np.int64], weights: FloatArray | None
+) -> FloatArray:
+    """Coefficients then intercept of a nearly unregularised logistic regression."""
+    model = LogisticRegression(C=1e4, max_iter=1000)
+    model.fit(features, labels, sample_weight=weights)
+    return np.array([*model.coef_[0], model.intercept_[0]], dtype=np.float64)
 
 
 def _blended(margins: FloatArray, rate_logit: FloatArray, blend: FloatArray) -> FloatArray:
