@@ -125,6 +125,22 @@ def test_train_reports_clear_errors(
     assert "calls.jsonl:1: model 'unknown-model' maps to no tier" in capsys.readouterr().err
 
 
+def test_train_neighbours_defaults_to_the_library_and_refuses_negatives(
+    tmp_path: Path, mmlu_tiers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from tierwise.commands import train_cmd
+    from training.neighbours import DEFAULT_K
+
+    parser = train_cmd.register(argparse.ArgumentParser().add_subparsers())
+    base = ["--calls", "c.jsonl", "--tiers", str(mmlu_tiers), "--out", str(tmp_path / "m")]
+    assert parser.parse_args(base).neighbours == DEFAULT_K
+    with pytest.raises(SystemExit):
+        main(["train", *base, "--neighbours", "-1"])
+    assert "--neighbours: must be 0 or more, got -1" in capsys.readouterr().err
+
+
 def test_evaluate_writes_metrics_and_plots(
     logreg_router_dir: Path, mmlu_calls: Path, tmp_path: Path
 ) -> None:

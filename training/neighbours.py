@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from router_model.errors import ConfigError
 
-DEFAULT_K = 20
+DEFAULT_K = 40
 # Pseudo-requests at the tier's base rate: keeps a family of two from reading
 # as certain success or failure, and keeps every rate's logit finite.
 PRIOR_WEIGHT = 2.0

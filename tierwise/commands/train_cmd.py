@@ -59,7 +59,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--neighbours",
         type=_non_negative,
-        default=20,
+        default=40,
         help="blend each tier's margin with the success rate of the k most similar "
         "training requests (kept in the artifact, int8); 0 turns it off",
     )
