@@ -34,6 +34,8 @@ from training.neighbours import NeighbourMemory, build_memory, rate_logits
 
 KINDS = ("logreg", "gbt")
 FloatArray = npt.NDArray[np.float64]
+# (weight on the margin, weight on the neighbour logit, bias): the margin alone.
+NO_BLEND = (1.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class TierSuccessClassifier:
         self.calibrators_: list[Calibrator] = []
         self.oof_proba_ = np.full(Y.shape, np.nan)
         self.memory_: NeighbourMemory | None = None
-        self.blend_ = np.tile([1.0, 0.0, 0.0], (Y.shape[1], 1))
+        self.blend_ = np.tile(NO_BLEND, (Y.shape[1], 1))
         rate_logit = self._fit_memory(X, Y)
         bar = tqdm(
             self.classes_, desc=f"fitting {self.kind}", unit="tier", disable=not self.progress
@@ -122,9 +124,7 @@ class TierSuccessClassifier:
         if self.memory_ is None:
             return margins
         rate_logit = rate_logits(self.memory_.rates(X[:, : self.embedding_dim]))
-        return np.column_stack(
-            [_blended(margins[:, t], rate_logit[:, t], b) for t, b in enumerate(self.blend_)]
-        )
+        return _blended(margins, rate_logit, self.blend_)
 
     def base_margins(self, X: npt.NDArray[np.float32]) -> FloatArray:
         """[N, T] margins of the base model alone."""
@@ -240,7 +240,7 @@ def _fit_blend(
     nothing out, would turn into an inverted ranking. The blend then falls
     back to the part that still has a positive weight, or to the margin alone.
     """
-    identity = np.array([1.0, 0.0, 0.0])
+    identity = np.array(NO_BLEND)
     if len(np.unique(labels)) < 2:
         return identity
     both = _logistic(np.column_stack([margins, rate_logit]), labels, weights)
@@ -263,4 +263,5 @@ def _logistic(
 
 
 def _blended(margins: FloatArray, rate_logit: FloatArray, blend: FloatArray) -> FloatArray:
-    return np.asarray(blend[0] * margins + blend[1] * rate_logit + blend[2])
+    """One tier's blend on [N] arrays, or every tier's ([T, 3]) on [N, T] arrays."""
+    return np.asarray(blend[..., 0] * margins + blend[..., 1] * rate_logit + blend[..., 2])
