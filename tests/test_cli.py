@@ -35,6 +35,21 @@ def test_import_writes_calls_and_tiers(tmp_path: Path) -> None:
     assert "gpt-4-1106-preview" in tiers.read_text()
 
 
+def test_import_of_every_model_names_those_the_ladder_does_not_map(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, tiers = tmp_path / "calls.jsonl", tmp_path / "tiers.toml"
+    src = DATA / "llmrouter" / "train.jsonl.gz"
+    args = ["import", "--format", "llmrouter", str(src), "--out", str(out)]
+    assert main([*args, "--tiers-out", str(tiers), "--all-models"]) == 0
+    note = capsys.readouterr().err.splitlines()[-1]
+    assert note.startswith(f"note: {tiers} maps only the ladder's models")
+    assert "qwen2.5-7b-instruct" in note and "gemma-2-9b-it" not in note
+
+    assert main([*args, "--tiers-out", str(tiers)]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 def _requests(tmp_path: Path) -> Path:
     lines = [
         {"request_id": "q1", "prompt": "What is 7 * 8?"},

@@ -35,9 +35,9 @@ from typing import Protocol
 from router_model.calls import GradedCall
 from router_model.errors import ConfigError, DataFileError
 from training.importers import llmrouter, mmlu_pro, mt_bench, routellm
-from training.importers._common import ladder_text
+from training.importers._common import ladder_models, ladder_text
 
-__all__ = ["FORMATS", "import_calls", "ladder_toml"]
+__all__ = ["FORMATS", "import_calls", "ladder_model_names", "ladder_toml"]
 
 
 class _Importer(Protocol):
@@ -70,6 +70,12 @@ def ladder_toml(fmt: str) -> str:
     """The tiers file (TOML text) that prices the models format ``fmt`` emits by default."""
     _, tiers_file = _lookup(fmt)
     return ladder_text(tiers_file)
+
+
+def ladder_model_names(fmt: str) -> tuple[str, ...]:
+    """The models that format ``fmt``'s tiers file maps onto tiers."""
+    _, tiers_file = _lookup(fmt)
+    return ladder_models(tiers_file)
 
 
 def _lookup(fmt: str) -> tuple[_Importer, str]:
