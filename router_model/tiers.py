@@ -39,6 +39,19 @@ class Tier:
             input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok
         ) / TOKENS_PER_MTOK
 
+    def output_tokens_for(self, cost_usd: float, input_tokens: float) -> float | None:
+        """The output length that ``cost_usd`` pays for at this tier's prices.
+
+        A call that records its cost but not its usage still says how long its
+        answer was; at these prices the implied length reproduces the recorded
+        cost, even when the prices differ from those the cost was charged at.
+        None when output is free (the cost says nothing about length).
+        """
+        if self.output_usd_per_mtok <= 0.0:
+            return None
+        output_cost = cost_usd * TOKENS_PER_MTOK - input_tokens * self.input_usd_per_mtok
+        return max(0.0, output_cost / self.output_usd_per_mtok)
+
     def model_ids(self) -> tuple[str, ...]:
         """Every model id that maps onto this tier, the serving model first."""
         return (self.model, *self.models)

@@ -10,7 +10,7 @@ import pytest
 
 from router_model.calls import read_calls
 from router_model.errors import ConfigError, DataFileError
-from router_model.tiers import TierLadder
+from router_model.tiers import Tier, TierLadder
 from training.dataset import build_table
 from training.split import split_requests
 
@@ -64,6 +64,25 @@ def test_calls_join_by_request_and_model_aliases_map_to_tiers(tmp_path: Path) ->
     )
     np.testing.assert_allclose(table.costs[1], [(100 * 1 + 50 * 2) / 1e6, 0.5])
     assert table.fully_graded().tolist() == [True, False]
+
+
+def test_a_recorded_cost_without_usage_implies_the_output_length(tmp_path: Path) -> None:
+    calls = [
+        _call("a", "s-1", 1.0, input_tokens=100, cost_usd=(100 * 1 + 300 * 2) / 1e6),
+        _call("a", "l-1", 1.0, input_tokens=100, output_tokens=7, cost_usd=1.0),
+        _call("b", "s-1", 0.0, input_tokens=100, cost_usd=50 / 1e6),  # below the input price
+        _call("b", "l-1", 0.0, input_tokens=100),
+    ]
+    table = build_table(read_calls(_file(tmp_path, calls)), LADDER)
+    # recorded tokens win over the cost; a cost below the input's price implies no output
+    np.testing.assert_allclose(table.output_tokens, [[300.0, 7.0], [0.0, np.nan]])
+    np.testing.assert_allclose(table.costs[:, 0], [700 / 1e6, 50 / 1e6])
+
+
+def test_implied_output_length_reproduces_the_cost_and_needs_an_output_price() -> None:
+    large = LADDER.tiers[1]
+    assert large.output_tokens_for(large.cost_usd(100, 5), 100) == pytest.approx(5)
+    assert Tier("free-output", "f", 1.0, 0.0).output_tokens_for(1.0, 100) is None
 
 
 def test_unknown_tier_names_file_and_line(tmp_path: Path) -> None:

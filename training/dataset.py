@@ -85,6 +85,19 @@ class _Usage:
     input_tokens: int
     output_tokens: int | None
 
+    def output_length(self, tier: Tier) -> float | None:
+        """Output tokens as recorded, else as implied by the recorded cost.
+
+        Sources that publish a cost per call but no token counts are common;
+        without the implied length the output-length model would learn
+        nothing from them and every request would be priced at its input.
+        """
+        if self.output_tokens is not None:
+            return float(self.output_tokens)
+        if self.cost_usd is None:
+            return None
+        return tier.output_tokens_for(self.cost_usd, self.input_tokens)
+
 
 def build_table(calls: Iterable[GradedCall], ladder: TierLadder) -> RequestTable:
     """Join calls by request; raises on unmapped tiers, conflicting texts and empty tiers."""
@@ -105,15 +118,12 @@ def build_table(calls: Iterable[GradedCall], ladder: TierLadder) -> RequestTable
         if call.grade is not None:
             row.grades[column].append(call.grade)
             row.weights[column].append(propensity_weight(call))
-        if call.output_tokens is not None:
-            row.output_tokens[column].append(float(call.output_tokens))
-        row.usage[column].append(
-            _Usage(
-                call.cost_usd,
-                call.input_tokens or estimate_tokens(row.request.text),
-                call.output_tokens,
-            )
-        )
+        input_tokens = call.input_tokens or estimate_tokens(row.request.text)
+        usage = _Usage(call.cost_usd, input_tokens, call.output_tokens)
+        output = usage.output_length(ladder.tiers[column])
+        if output is not None:
+            row.output_tokens[column].append(output)
+        row.usage[column].append(usage)
     if not rows:
         raise InvalidInputError("no calls to train on", "calls")
     table = _to_arrays(rows, ladder)
