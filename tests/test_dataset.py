@@ -11,7 +11,7 @@ import pytest
 from router_model.calls import read_calls
 from router_model.errors import ConfigError, DataFileError
 from router_model.tiers import Tier, TierLadder
-from training.dataset import build_table
+from training.dataset import RequestTable, build_table, tiers_better_than_top
 from training.split import split_requests
 
 LADDER = TierLadder.from_dict(
@@ -83,6 +83,24 @@ def test_implied_output_length_reproduces_the_cost_and_needs_an_output_price() -
     large = LADDER.tiers[1]
     assert large.output_tokens_for(large.cost_usd(100, 5), 100) == pytest.approx(5)
     assert Tier("free-output", "f", 1.0, 0.0).output_tokens_for(1.0, 100) is None
+
+
+def test_a_cheaper_tier_that_clearly_beats_the_top_tier_is_named(tmp_path: Path) -> None:
+    def table(small_grades: list[float], large_grades: list[float]) -> RequestTable:
+        calls = [
+            _call(f"r{i}", model, grade)
+            for i, pair in enumerate(zip(small_grades, large_grades, strict=True))
+            for model, grade in zip(("s-1", "l-1"), pair, strict=True)
+        ]
+        return build_table(read_calls(_file(tmp_path, calls)), LADDER)
+
+    warning = tiers_better_than_top(table([1.0] * 8 + [0.0] * 2, [0.0] * 8 + [1.0] * 2), LADDER)
+    assert warning is not None
+    assert warning.startswith("cheaper tiers grade higher than the top tier 'large': 'small'")
+    assert "by 0.600 over 10 requests" in warning
+    # a lead within noise, and the usual ladder, say nothing
+    assert tiers_better_than_top(table([1, 0, 1, 0, 1, 1], [0, 1, 1, 0, 1, 0]), LADDER) is None
+    assert tiers_better_than_top(table([0, 0, 1, 0], [1, 1, 1, 0]), LADDER) is None
 
 
 def test_unknown_tier_names_file_and_line(tmp_path: Path) -> None:

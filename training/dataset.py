@@ -246,6 +246,34 @@ def _require_graded_tiers(table: RequestTable, ladder: TierLadder) -> None:
         )
 
 
+def tiers_better_than_top(table: RequestTable, ladder: TierLadder) -> str | None:
+    """A warning naming the cheaper tiers that clearly grade higher than the top tier.
+
+    Quality targets and cost@X are fractions of the top tier's quality, so a
+    ladder whose dearest rung is not its best (prices alone do not order
+    quality) aims at the wrong reference. Each tier is compared with the top
+    on the requests graded on both; "clearly" is a mean lead above two
+    standard errors.
+    """
+    top = len(ladder) - 1
+    leads = []
+    for t in range(top):
+        both = ~np.isnan(table.grades[:, t]) & ~np.isnan(table.grades[:, top])
+        if both.sum() < 2:
+            continue
+        diff = table.grades[both, t] - table.grades[both, top]
+        mean, error = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(both.sum()))
+        if mean > 2.0 * error and mean > 0.0:
+            leads.append(f"'{ladder.names[t]}' by {mean:.3f} over {int(both.sum())} requests")
+    if not leads:
+        return None
+    return (
+        f"cheaper tiers grade higher than the top tier '{ladder.names[top]}': "
+        f"{', '.join(leads)}. Quality targets and cost@X are fractions of the top tier's "
+        "quality; consider dropping or reordering the top tier in the tiers file"
+    )
+
+
 def typical_output_tokens(table: RequestTable) -> FloatArray:
     """Median output tokens per tier over the data (0 where the data has none)."""
     return _median_per_tier(table.output_tokens)

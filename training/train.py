@@ -26,7 +26,7 @@ from router_model.tiers import TierLadder, load_tiers
 from router_model.tokenize import TruncationRule
 from training.artifact_writer import write_artifact
 from training.classifier import TierSuccessClassifier
-from training.dataset import RequestTable, build_table, data_fingerprint
+from training.dataset import RequestTable, build_table, data_fingerprint, tiers_better_than_top
 from training.embedder import EMBEDDER_ID, EMBEDDING_DIM, Embedder, embedder_files
 from training.embedding_cache import EmbeddingCache
 from training.features import feature_matrix
@@ -115,6 +115,8 @@ def train_on_table(
     data_sha256: str = "",
     n_calls: int = 0,
 ) -> TrainResult:
+    if warning := tiers_better_than_top(table, ladder):
+        log.warning(warning)
     rule = TruncationRule(max_tokens=config.max_tokens, head_tokens=config.head_tokens)
     embedder = Embedder(embedder_files(config.embedder_precision), rule)
     cache = EmbeddingCache.for_embedder(embedder)

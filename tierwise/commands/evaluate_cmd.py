@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from router_model.router import Router
     from router_model.tiers import load_tiers
-    from training.dataset import build_table
+    from training.dataset import build_table, tiers_better_than_top
     from training.report import Scoring, router_outputs, write_report
     from training.train import load_calls
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         ladder = load_tiers(args.tiers)
         scoring = transfer_scoring(ladder)
     table = build_table(load_calls(args.calls), ladder)
+    if warning := tiers_better_than_top(table, ladder):
+        print(f"warning: {warning}", file=sys.stderr)
     knn = None
     if args.train_calls:
         from training.evaluation.knn_router import knn_router_from_calls
