@@ -103,6 +103,14 @@ def test_a_cheaper_tier_that_clearly_beats_the_top_tier_is_named(tmp_path: Path)
     assert tiers_better_than_top(table([0, 0, 1, 0], [1, 1, 1, 0]), LADDER) is None
 
 
+def test_repeated_calls_keep_their_mean_grade_and_the_share_that_passed(tmp_path: Path) -> None:
+    calls = [_call("a", "s-1", 0.9), _call("a", "s-0", 0.2), _call("a", "s-1", 0.4)]
+    calls += [_call("a", "l-1", 0.5), _call("b", "s-1", 0.3), _call("b", "l-1", None)]
+    table = build_table(read_calls(_file(tmp_path, calls)), LADDER)
+    np.testing.assert_allclose(table.grades, [[0.5, 0.5], [0.3, np.nan]])
+    np.testing.assert_allclose(table.successes, [[1 / 3, 1.0], [0.0, np.nan]])
+
+
 def test_unknown_tier_names_file_and_line(tmp_path: Path) -> None:
     path = _file(tmp_path, [_call("a", "s-1", 1.0), _call("a", "x", 1.0, tier="medium")])
     with pytest.raises(DataFileError, match=r"calls\.jsonl:2: tier 'medium' is not in the tiers"):

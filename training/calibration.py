@@ -24,6 +24,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from router_model.errors import ConfigError
+from training.fractional_labels import as_binary_rows
 
 METHODS = ("auto", "isotonic", "sigmoid")
 ISOTONIC_MIN_ROWS = 1000
@@ -56,7 +57,8 @@ def fit_calibrator(
         return _constant(method, rate)
     if method == "sigmoid":
         platt = LogisticRegression(C=1e6, max_iter=1000)
-        platt.fit(margins.reshape(-1, 1), labels, sample_weight=weights)
+        binary = as_binary_rows(labels, weights)
+        platt.fit(margins[binary.rows].reshape(-1, 1), binary.labels, sample_weight=binary.weights)
         slope = float(platt.coef_[0, 0])
         if slope <= 0.0:
             # Out-of-fold margins that fall as success rises mean the base model

@@ -2,8 +2,9 @@
 
 Configuration lives in ``__init__``, learning in ``fit`` (which returns self),
 fitted attributes end in ``_`` and ``classes_`` orders the columns of
-``predict_proba``. Labels are a [N, T] matrix of 0/1 success with NaN where a
-tier has no graded call for a request; each tier learns from its own rows.
+``predict_proba``. Labels are a [N, T] matrix of success (0/1, or the share
+of several calls that succeeded; ``training.fractional_labels``) with NaN where
+a tier has no graded call for a request; each tier learns from its own rows.
 
 Calibration uses K-fold out-of-fold margins, so the calibrator is always fitted
 on data the base model was not fitted on, and the final base model still sees
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from router_model.errors import ConfigError
 from training.calibration import Calibrator, fit_calibrator
+from training.fractional_labels import as_binary_rows, has_both_outcomes, majority
 from training.neighbours import NeighbourMemory, build_memory, rate_logits
 
 KINDS = ("logreg", "gbt")
@@ -106,13 +108,13 @@ class TierSuccessClassifier:
         )
         for t, _ in enumerate(bar):
             rows = ~np.isnan(Y[:, t])
-            labels = Y[rows, t].astype(np.int64)
+            labels = Y[rows, t]
             weights = None if sample_weight is None else sample_weight[rows, t]
             oof = self._out_of_fold_margins(X[rows], labels, weights)
             if rate_logit is not None:
                 self.blend_[t] = _fit_blend(oof, rate_logit[rows, t], labels, weights)
                 oof = _blended(oof, rate_logit[rows, t], self.blend_[t])
-            calibrator = fit_calibrator(self.calibration, oof, labels.astype(np.float64), weights)
+            calibrator = fit_calibrator(self.calibration, oof, labels, weights)
             self.calibrators_.append(calibrator)
             self.oof_proba_[rows, t] = calibrator(oof)
             self.models_.append(self._fit_base(X[rows], labels, weights))
@@ -152,17 +154,18 @@ class TierSuccessClassifier:
     def _out_of_fold_margins(
         self,
         X: npt.NDArray[np.float32],
-        labels: npt.NDArray[np.int64],
+        labels: FloatArray,
         weights: FloatArray | None = None,
     ) -> FloatArray:
         margins = np.zeros(len(labels))
-        if len(np.unique(labels)) < 2:
+        if not has_both_outcomes(labels):
             return margins
-        folds = min(self.n_folds, int(np.bincount(labels).min()))
+        strata = majority(labels)
+        folds = min(self.n_folds, int(np.bincount(strata, minlength=2).min()))
         if folds < 2:
             return margins
         splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
-        for fit_rows, held_rows in splitter.split(X, labels):
+        for fit_rows, held_rows in splitter.split(X, strata):
             fold_weights = None if weights is None else weights[fit_rows]
             model = self._fit_base(X[fit_rows], labels[fit_rows], fold_weights)
             margins[held_rows] = self._margin(model, X[held_rows])
@@ -171,14 +174,16 @@ class TierSuccessClassifier:
     def _fit_base(
         self,
         X: npt.NDArray[np.float32],
-        labels: npt.NDArray[np.int64],
+        labels: FloatArray,
         weights: FloatArray | None = None,
     ) -> object:
-        if len(np.unique(labels)) < 2:
+        if not has_both_outcomes(labels):
             return LinearMargin(np.zeros(X.shape[1]), 0.0)
+        binary = as_binary_rows(labels, weights)
+        rows = X if len(binary.rows) == len(X) else X[binary.rows]
         if self.kind == "logreg":
-            return self._fit_logreg(X, labels, weights)
-        return self._fit_gbt(X, labels, weights)
+            return self._fit_logreg(rows, binary.labels, binary.weights)
+        return self._fit_gbt(rows, binary.labels, binary.weights)
 
     def _fit_logreg(
         self,
@@ -225,7 +230,7 @@ class TierSuccessClassifier:
 def _fit_blend(
     margins: FloatArray,
     rate_logit: FloatArray,
-    labels: npt.NDArray[np.int64],
+    labels: FloatArray,
     weights: FloatArray | None,
 ) -> FloatArray:
     """(weight on the margin, weight on the neighbour logit, bias) for one tier.
@@ -241,7 +246,7 @@ def _fit_blend(
     back to the part that still has a positive weight, or to the margin alone.
     """
     identity = np.array(NO_BLEND)
-    if len(np.unique(labels)) < 2:
+    if not has_both_outcomes(labels):
         return identity
     both = _logistic(np.column_stack([margins, rate_logit]), labels, weights)
     if both[0] > 0.0 and both[1] > 0.0:
@@ -253,12 +258,11 @@ def _fit_blend(
     return identity
 
 
-def _logistic(
-    features: FloatArray, labels: npt.NDArray[np.int64], weights: FloatArray | None
-) -> FloatArray:
+def _logistic(features: FloatArray, labels: FloatArray, weights: FloatArray | None) -> FloatArray:
     """Coefficients then intercept of a nearly unregularised logistic regression."""
     model = LogisticRegression(C=1e4, max_iter=1000)
-    model.fit(features, labels, sample_weight=weights)
+    binary = as_binary_rows(labels, weights)
+    model.fit(features[binary.rows], binary.labels, sample_weight=binary.weights)
     return np.array([*model.coef_[0], model.intercept_[0]], dtype=np.float64)
 
 

@@ -3,7 +3,10 @@
 Several calls with the same ``request_id`` are the same request answered by
 several models; this is where they are joined. Every call must map onto a tier
 of the ladder, and every tier needs graded calls, or training stops with an
-error naming the call (file and line) or the tier.
+error naming the call (file and line) or the tier. Several graded calls of one
+request on one tier (retries, or several models mapped onto the tier) keep
+their mean grade and the share of them that succeeded: P(success) is a
+per-call probability, so three passes in five are a label of 0.6, not a pass.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class RequestTable:
     requests: tuple[RequestText, ...]
     timestamps: FloatArray
     grades: FloatArray
+    successes: FloatArray  # share of a cell's graded calls with grade >= pass_grade
     costs: FloatArray
     output_tokens: FloatArray
     sources: tuple[str, ...]
@@ -54,6 +58,7 @@ class RequestTable:
             requests=tuple(self.requests[i] for i in index),
             timestamps=self.timestamps[index],
             grades=self.grades[index],
+            successes=self.successes[index],
             costs=self.costs[index],
             output_tokens=self.output_tokens[index],
             sources=tuple(self.sources[i] for i in index),
@@ -220,6 +225,12 @@ def _to_arrays(rows: dict[str, _Row], ladder: TierLadder) -> RequestTable:
         requests=tuple(r.request for r in rows.values()),
         timestamps=np.array([r.timestamp for r in rows.values()], dtype=np.float64),
         grades=matrix([r.grades for r in rows.values()]),
+        successes=matrix(
+            [
+                [[float(g >= ladder.pass_grade) for g in cell] for cell in r.grades]
+                for r in rows.values()
+            ]
+        ),
         weights=matrix([r.weights for r in rows.values()]),
         costs=costs,
         output_tokens=output_tokens,

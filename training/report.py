@@ -174,7 +174,7 @@ def evaluate(
     for name, choices in others.items():
         heuristics[name] = curve_points(choices, judged.grades, judged.costs)
     calibration = calibration_report(
-        scored.p_success, table.grades, ladder.pass_grade, ladder.names
+        scored.p_success, table.grades, ladder.pass_grade, ladder.names, successes=table.successes
     )
 
     def summary(curve: Curve) -> dict[str, Any]:

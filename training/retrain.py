@@ -168,7 +168,7 @@ def graded_cell_losses(router: Router, table: RequestTable) -> tuple[float, floa
     """Brier score and log-loss of P(success) over every graded (request, tier) cell."""
     p = router.score(table.requests).p_success
     graded = ~np.isnan(table.grades)
-    y = (table.grades[graded] >= router.ladder.pass_grade).astype(np.float64)
+    y = table.successes[graded]
     q = np.clip(p[graded], _EPS, 1.0 - _EPS)
     brier = float(np.mean((q - y) ** 2))
     log_loss = float(-np.mean(y * np.log(q) + (1.0 - y) * np.log(1.0 - q)))

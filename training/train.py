@@ -219,7 +219,6 @@ def check_artifact_agrees(
 def _fit(
     X: npt.NDArray[np.float32], table: RequestTable, ladder: TierLadder, config: TrainConfig
 ) -> FittedPipeline:
-    success = np.where(np.isnan(table.grades), np.nan, table.grades >= ladder.pass_grade)
     classifier = TierSuccessClassifier(
         kind=config.classifier,
         calibration=config.calibration,
@@ -228,7 +227,7 @@ def _fit(
         progress=config.progress,
         neighbours=_neighbours_for(config.neighbours, len(table)),
         embedding_dim=EMBEDDING_DIM,
-    ).fit(X, success.astype(np.float64), ladder.names, sample_weight=table.weights)
+    ).fit(X, table.successes, ladder.names, sample_weight=table.weights)
     lengths = fit_output_length(X, table.output_tokens)
     return FittedPipeline(
         classifier, lengths, (*(f"emb{i}" for i in range(EMBEDDING_DIM)), *FEATURE_NAMES), config

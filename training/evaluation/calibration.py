@@ -6,8 +6,10 @@ Both are reported: ROC AUC for ranking, Brier score and expected calibration
 error (ECE) for calibration, and reliability-diagram data to see where a tier
 is over- or under-confident.
 
-A call succeeded when its grade is at least ``pass_grade``. ECE uses equal-width
-bins on [0, 1] (the last bin includes 1.0), each weighted by its share of the
+A call succeeded when its grade is at least ``pass_grade``; a request answered
+several times on one tier counts the share of its calls that succeeded (a
+label in [0, 1], as the router is trained). ECE uses equal-width bins on
+[0, 1] (the last bin includes 1.0), each weighted by its share of the
 requests: ECE = sum_b (n_b / N) |mean predicted_b - observed rate_b|.
 """
 
@@ -66,8 +68,10 @@ def _check_pair(
         )
     if not (np.isfinite(p).all() and (p >= 0.0).all() and (p <= 1.0).all()):
         raise InvalidInputError("must lie in [0, 1]", "probabilities")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise InvalidInputError("must be 0 or 1", "labels")
+    if not (np.isfinite(y).all() and (y >= 0.0).all() and (y <= 1.0).all()):
+        raise InvalidInputError(
+            "must lie in [0, 1] (success, or the share of calls that did)", "labels"
+        )
     return p, y
 
 
@@ -130,19 +134,22 @@ def brier_score(probabilities: npt.ArrayLike, labels: npt.ArrayLike) -> float:
 def roc_auc(probabilities: npt.ArrayLike, labels: npt.ArrayLike) -> float | None:
     """ROC AUC, or None when only one class occurs and ranking is undefined.
 
-    Computed from ranks in numpy, so evaluation needs no scikit-learn.
+    Computed in numpy, so evaluation needs no scikit-learn. A label y in
+    (0, 1) counts as y of a success and 1 − y of a failure, and a request is
+    never ranked against itself; on 0/1 labels this is the usual ROC area.
     """
     p, y = _check_pair(probabilities, labels)
-    positives = int(y.sum())
-    negatives = y.size - positives
-    if positives == 0 or negatives == 0:
+    failures = 1.0 - y
+    pairs = float(y.sum() * failures.sum() - (y * failures).sum())
+    if pairs <= 0.0:
         return None
     # Mann-Whitney U: the chance a random success outranks a random failure,
-    # ties counting one half (average ranks), exactly as the ROC area.
-    _, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
-    average_rank = np.cumsum(counts) - (counts - 1) / 2.0
-    rank_sum = float(average_rank[inverse][y == 1.0].sum())
-    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+    # ties counting one half, exactly as the ROC area.
+    _, inverse = np.unique(p, return_inverse=True)
+    failures_at = np.bincount(inverse, weights=failures)
+    failures_below = np.cumsum(failures_at) - failures_at
+    beaten = failures_below[inverse] + 0.5 * (failures_at[inverse] - failures)
+    return float((y * beaten).sum()) / pairs
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,7 @@ class CalibrationReport:
 def calibrate_tier(
     tier: str, probabilities: npt.ArrayLike, labels: npt.ArrayLike, n_bins: int = DEFAULT_BINS
 ) -> TierCalibration:
-    """All calibration numbers of one tier from its probabilities and 0/1 outcomes."""
+    """All calibration numbers of one tier from its probabilities and outcomes in [0, 1]."""
     p, y = _check_pair(probabilities, labels)
     reliability = reliability_bins(p, y, n_bins)
     return TierCalibration(
@@ -217,34 +224,44 @@ def calibration_report(
     pass_grade: float,
     tier_names: Sequence[str] | None = None,
     n_bins: int = DEFAULT_BINS,
+    successes: npt.ArrayLike | None = None,
 ) -> CalibrationReport:
     """Calibrate every tier of a [N, T] probability matrix against [N, T] grades.
 
     NaN grades are calls that were never made: each tier is judged on the
     requests it has a grade for. Restricting every tier to requests graded on
     all tiers would judge a tier on a different mix of traffic than it was
-    calibrated on whenever data sets grade different tiers.
+    calibrated on whenever data sets grade different tiers. ``successes``
+    ([N, T], the share of each cell's calls that succeeded, as in
+    ``RequestTable.successes``) replaces ``grades >= pass_grade`` as the
+    outcome, which differs where a request was answered several times on a tier.
     """
     p = np.asarray(probabilities, dtype=np.float64)
     g = np.asarray(grades, dtype=np.float64)
+    outcomes = (
+        (g >= pass_grade).astype(np.float64)
+        if successes is None
+        else np.asarray(successes, dtype=np.float64)
+    )
     if p.ndim != 2 or p.shape != g.shape:
         raise InvalidInputError(f"shape {p.shape} must equal grades {g.shape}", "probabilities")
     if np.isinf(g).any() or not 0.0 <= pass_grade <= 1.0:
         raise InvalidInputError("grades must be finite or NaN and pass_grade in [0, 1]", "grades")
+    if outcomes.shape != g.shape:
+        raise InvalidInputError(f"shape {outcomes.shape} must equal grades {g.shape}", "successes")
     names = list(tier_names) if tier_names is not None else [f"tier{i}" for i in range(p.shape[1])]
     if len(names) != p.shape[1]:
         raise InvalidInputError(f"{len(names)} names for {p.shape[1]} tiers", "tier_names")
     tiers = tuple(
-        _graded_tier(name, p[:, i], g[:, i], pass_grade, n_bins) for i, name in enumerate(names)
+        _graded_tier(name, p[:, i], g[:, i], outcomes[:, i], n_bins) for i, name in enumerate(names)
     )
     return CalibrationReport(pass_grade=pass_grade, n_bins=n_bins, tiers=tiers)
 
 
 def _graded_tier(
-    name: str, p: FloatArray, grades: FloatArray, pass_grade: float, n_bins: int
+    name: str, p: FloatArray, grades: FloatArray, outcomes: FloatArray, n_bins: int
 ) -> TierCalibration:
     graded = ~np.isnan(grades)
     if not graded.any():
         raise InvalidInputError(f"tier {name!r} has no graded request", "grades")
-    success = (grades[graded] >= pass_grade).astype(np.float64)
-    return calibrate_tier(name, p[graded], success, n_bins)
+    return calibrate_tier(name, p[graded], outcomes[graded], n_bins)
