@@ -37,6 +37,7 @@ from training.evaluation import (
     summarize_curve,
     tier_hull,
 )
+from training.evaluation.chains import fallback_chain_point
 from training.evaluation.heuristics import cut_grid, percentile_ranks
 
 
@@ -201,6 +202,34 @@ def test_baselines_report() -> None:
     assert data["baselines"]["always-a"]["cost_at_95"] is None
     assert data["baselines"]["always-c"]["cost_at_100"] == pytest.approx(1.0)
     assert data["baselines"]["oracle"]["cost_at_100"] == pytest.approx(1.6 / 4.0)
+
+
+def test_fallback_chain_pays_every_attempt_and_keeps_the_top_answer() -> None:
+    grades = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    costs = np.tile([1.0, 2.0, 10.0], (3, 1))
+    perfect = fallback_chain_point(grades, costs, 0.5, 1.0)
+    assert (perfect.cost, perfect.quality) == pytest.approx(((3 + 1 + 13) / 3, 2 / 3))
+    # catching half the failures: request 0 escalates half the time, request 2 a quarter
+    half = fallback_chain_point(grades, costs, 0.5, 0.5)
+    assert half.cost == pytest.approx((2 + 1 + (1 + 1 + 2.5)) / 3)
+    assert half.quality == pytest.approx((0.5 + 1 + 0) / 3)
+    blind = fallback_chain_point(grades, costs, 0.5, 0.0)
+    assert (blind.cost, blind.quality) == pytest.approx((1.0, 1 / 3))
+    with pytest.raises(InvalidInputError, match="recall"):
+        fallback_chain_point(grades, costs, 0.5, 1.5)
+
+
+def test_fallback_chains_in_the_report_span_cheapest_to_oracle_quality() -> None:
+    grades, costs = _three_tier_table()
+    baselines = compute_baselines(grades, costs, 0.5, ["a", "b", "c"])
+    points = dict(baselines.chains)
+    assert sorted(points) == [0.25, 0.5, 0.75, 1.0]
+    assert points[1.0].quality == pytest.approx(baselines.oracle.quality)
+    assert points[1.0].cost > baselines.oracle.cost  # the failed attempts are paid for
+    qualities = [points[r].quality for r in sorted(points)]
+    assert qualities == sorted(qualities) and qualities[0] > baselines.always[0].quality
+    summary = baselines.to_dict()["baselines"]["fallback-chain-catching-100%"]
+    assert summary["cost_at_100"] == pytest.approx(points[1.0].cost / 4.0)
 
 
 def test_knn_averages_nearest_neighbours_by_cosine() -> None:

@@ -6,7 +6,9 @@
 * the convex hull of the single tiers: random mixing of *any* tiers, the best
   a router that knows nothing about the request can do;
 * the oracle: per request, the cheapest call that succeeds (else the
-  best-graded one). No real router reaches it; it shows the headroom.
+  best-graded one). No real router reaches it; it shows the headroom;
+* fallback chains from the cheapest tier up, with a validator that catches a
+  given share of the failed answers (``training.evaluation.chains``).
 
 Every curve, a router's or a baseline's, is summarised against the same two
 reference points (always-cheapest, always-top) by ``summarize_curve``.
@@ -26,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router_model.errors import InvalidInputError
+from training.evaluation.chains import VALIDATOR_RECALLS, fallback_chain_point
 from training.evaluation.curves import (
     QUALITY_FRACTIONS,
     Curve,
@@ -174,6 +177,7 @@ class Baselines:
     hull: Curve
     oracle: OperatingPoint
     oracle_tier_share: tuple[float, ...]
+    chains: tuple[tuple[float, OperatingPoint], ...] = ()  # (validator recall, point)
 
     def summaries(self) -> dict[str, CurveSummary]:
         """cost@X and APGR of every baseline; the mixing ones read on their hull."""
@@ -185,6 +189,8 @@ class Baselines:
         out["random"] = summarize_curve(self.random_mixing, ref, mixing=True)
         out["hull"] = summarize_curve(self.hull, ref, mixing=True)
         out["oracle"] = summarize_curve(Curve.from_points([self.oracle]), ref)
+        for recall, point in self.chains:
+            out[chain_name(recall)] = summarize_curve(Curve.from_points([point]), ref)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,7 +226,13 @@ def compute_baselines(
         hull=tier_hull(g, c),
         oracle=oracle_point(g, c, pass_grade),
         oracle_tier_share=tuple(float(s) for s in share),
+        chains=tuple((r, fallback_chain_point(g, c, pass_grade, r)) for r in VALIDATOR_RECALLS),
     )
+
+
+def chain_name(recall: float) -> str:
+    """The report's name of the fallback chain whose validator catches ``recall`` of failures."""
+    return f"fallback-chain-catching-{round(100 * recall)}%"
 
 
 def knn_success_probabilities(

@@ -58,6 +58,24 @@ def _draw_baselines(ax: Axes, baselines: Baselines, top_cost: float) -> None:
         zorder=5,
         label="oracle",
     )
+    for i, (recall, point) in enumerate(baselines.chains):
+        ax.scatter(
+            point.cost / top_cost,
+            point.quality,
+            color="tab:red",
+            marker="^",
+            s=36,
+            zorder=4,
+            label=None if i else "fallback chain (share of failures\nits validator catches)",
+        )
+        ax.annotate(
+            f"chain {round(100 * recall)}%",
+            (point.cost / top_cost, point.quality),
+            textcoords="offset points",
+            xytext=(5, 3),
+            fontsize=7,
+            color="tab:red",
+        )
 
 
 def _draw_curves(ax: Axes, curves: Mapping[str, Curve], top_cost: float, *, emphasis: bool) -> None:
