@@ -58,7 +58,7 @@ def fit_calibrator(
     if method == "sigmoid":
         platt = LogisticRegression(C=1e6, max_iter=1000)
         binary = as_binary_rows(labels, weights)
-        platt.fit(margins[binary.rows].reshape(-1, 1), binary.labels, sample_weight=binary.weights)
+        platt.fit(binary.take(margins).reshape(-1, 1), binary.labels, sample_weight=binary.weights)
         slope = float(platt.coef_[0, 0])
         if slope <= 0.0:
             # Out-of-fold margins that fall as success rises mean the base model

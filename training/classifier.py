@@ -180,10 +180,9 @@ class TierSuccessClassifier:
         if not has_both_outcomes(labels):
             return LinearMargin(np.zeros(X.shape[1]), 0.0)
         binary = as_binary_rows(labels, weights)
-        rows = X if len(binary.rows) == len(X) else X[binary.rows]
         if self.kind == "logreg":
-            return self._fit_logreg(rows, binary.labels, binary.weights)
-        return self._fit_gbt(rows, binary.labels, binary.weights)
+            return self._fit_logreg(binary.take(X), binary.labels, binary.weights)
+        return self._fit_gbt(binary.take(X), binary.labels, binary.weights)
 
     def _fit_logreg(
         self,
@@ -262,7 +261,7 @@ def _logistic(features: FloatArray, labels: FloatArray, weights: FloatArray | No
     """Coefficients then intercept of a nearly unregularised logistic regression."""
     model = LogisticRegression(C=1e4, max_iter=1000)
     binary = as_binary_rows(labels, weights)
-    model.fit(features[binary.rows], binary.labels, sample_weight=binary.weights)
+    model.fit(binary.take(features), binary.labels, sample_weight=binary.weights)
     return np.array([*model.coef_[0], model.intercept_[0]], dtype=np.float64)
 
 

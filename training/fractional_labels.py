@@ -13,6 +13,7 @@ before.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,10 @@ class BinaryRows:
     rows: IntArray
     labels: IntArray
     weights: FloatArray | None
+
+    def take(self, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``values`` (features or margins) row for row with ``labels``; no copy for 0/1 labels."""
+        return values if len(self.rows) == len(values) else values[self.rows]
 
 
 def as_binary_rows(labels: FloatArray, weights: FloatArray | None = None) -> BinaryRows:

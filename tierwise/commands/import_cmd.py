@@ -48,16 +48,15 @@ def run(args: argparse.Namespace) -> int:
         staging.replace(args.out)
     finally:
         staging.unlink(missing_ok=True)
+    print(f"wrote {count} calls to {args.out}", file=sys.stderr)
     if args.tiers_out:
         args.tiers_out.write_text(ladder_toml(args.format), encoding="utf-8")
-    print(f"wrote {count} calls to {args.out}", file=sys.stderr)
-    unmapped = sorted(models - set(ladder_model_names(args.format)))
-    if args.tiers_out and unmapped:
-        print(
-            f"note: {args.tiers_out} maps only the ladder's models; before training on "
-            f"{args.out}, add each of these to a tier's `models` list: {', '.join(unmapped)}",
-            file=sys.stderr,
-        )
+        if unmapped := sorted(models - set(ladder_model_names(args.format))):
+            print(
+                f"note: {args.tiers_out} maps only the ladder's models; before training on "
+                f"{args.out}, add each of these to a tier's `models` list: {', '.join(unmapped)}",
+                file=sys.stderr,
+            )
     return 0
 
 
