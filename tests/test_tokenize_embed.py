@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from router_model.errors import ConfigError
@@ -45,6 +48,25 @@ def test_exported_embedder_matches_sentence_transformers() -> None:
     ours = Embedder(embedder_files(), TruncationRule()).embed(texts, progress=False)
     cosine = (ours * reference).sum(axis=1)
     assert cosine.min() > 0.9999
+
+
+def test_encoder_stays_in_fast_kernels_once_loaded(tmp_path: Path) -> None:
+    """Attention fused; residual adds and layer norms apart, in the file and once loaded."""
+    import onnxruntime as ort
+
+    from router_model.artifact import cpu_session
+    from training.embedder import NUM_LAYERS, embedder_files
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    exported = embedder_files().onnx_path
+    cpu_session(exported, options)
+    for path in (exported, tmp_path / "loaded.onnx"):
+        ops = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+        assert ops["Attention"] == NUM_LAYERS, path
+        assert ops["LayerNormalization"] == 2 * NUM_LAYERS, path
+        assert ops["SkipLayerNormalization"] == 0, path
 
 
 def test_cache_embeds_each_text_once() -> None:
