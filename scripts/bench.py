@@ -61,6 +61,7 @@ import platform
 import random
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -411,13 +412,14 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("train_cold_s", "train_warm_s"):
             figs[key].note = "not measured: pass --train (about 20 minutes)"
     ordered = list(figs.values())
+    measured_on = machine()
+    print(
+        f"{measured_on['cpu_model']}, {measured_on['cpus']} CPUs, "
+        f"{' '.join(measured_on['kernel_flags'])}, onnxruntime {measured_on['onnxruntime']}"
+    )
     print(format_table(ordered))
     meta = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": measured_on,
         "model": str(args.model),
         "repeats": args.repeats,
         "prompt_tokens": tokens,
@@ -427,6 +429,32 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report_json(ordered, meta), indent=2) + "\n")
     log(f"wrote {args.out}")
     return 0
+
+
+# Instruction sets that decide which kernels onnxruntime picks: fp32 width, int8 dot products.
+_KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16")
+
+
+def machine() -> dict[str, object]:
+    """What the figures were measured on; they move with the CPU, not only with the code."""
+    cpu_model, flags = "unknown", set[str]()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu_model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "kernel_flags": [f for f in _KERNEL_FLAGS if f in flags],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": metadata.version("onnxruntime"),
+    }
 
 
 if __name__ == "__main__":

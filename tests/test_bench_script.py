@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,12 @@ def test_table_and_json_hold_every_figure() -> None:
     assert p50["reference"] == 9.1
     assert p50["ok"] is False
     assert report["figures"]["int8_cosine"]["value"] is None
+
+
+def test_machine_names_the_cpu_and_the_kernels_it_offers() -> None:
+    measured_on = bench.machine()
+    assert measured_on["cpus"] == os.cpu_count()
+    flags = Path("/proc/cpuinfo").read_text().split()
+    assert set(measured_on["kernel_flags"]) == {f for f in bench._KERNEL_FLAGS if f in flags}
+    assert measured_on["cpu_model"] != "unknown"
+    assert measured_on["onnxruntime"].count(".") >= 1
