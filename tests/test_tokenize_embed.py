@@ -84,3 +84,18 @@ def test_cache_embeds_each_text_once() -> None:
     assert computed_again == 0
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first[0], first[2])
+
+
+def test_runs_cap_rows_and_padded_tokens_and_keep_every_text_once() -> None:
+    from training.embedder import TOKENS_PER_RUN, _runs
+
+    lengths = [5, 300, 40, 40, 2000, 12, 128, 129, 7, 64] * 7
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    runs = list(_runs(order, lengths, max_rows=8))
+    assert [i for run in runs for i in run] == order
+    for run in runs:
+        assert len(run) <= 8
+        longest = max(lengths[i] for i in run)
+        assert len(run) == 1 or len(run) * longest <= TOKENS_PER_RUN
+    assert [2000] in [[lengths[i] for i in run] for run in runs]  # too long to share a run
+    assert len(runs) < len(lengths) / 2  # short texts still share runs

@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -174,13 +174,20 @@ def _fuse(traced: Path, path: Path) -> None:
     fused.save_model_to_file(str(path))
 
 
+# Padded tokens per run. Bigger runs are slower per token once their
+# activations leave the cores' caches: 1,024 tokens per run embed 107 mixed
+# bundled prompts/s where 32 prompts per run (about 4,000 tokens) embed 91
+# (docs/performance.md).
+TOKENS_PER_RUN = 1024
+
+
 class Embedder:
     """Embeds request texts with the exported graph, in length-sorted batches.
 
-    The int8 graph embeds one text per run (``batch_invariant``): in a batch,
-    each text's embedding would depend on the others (cosine 0.990 between a
-    prompt alone and in a batch). At MMLU-Pro lengths, one text per run is as
-    fast as batches of 32.
+    A batch holds at most ``batch_size`` texts and, unless it holds only one,
+    at most ``TOKENS_PER_RUN`` padded tokens. The int8 graph embeds one text
+    per run (``batch_invariant``): in a batch, each text's embedding would
+    depend on the others (cosine 0.990 between a prompt alone and in a batch).
     """
 
     def __init__(
@@ -207,8 +214,7 @@ class Embedder:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         bar = tqdm(total=len(ids), desc="embedding", unit="prompt", disable=not progress)
         with bar:
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
+            for rows in _runs(order, [len(i) for i in ids], self.batch_size):
                 encoded = pad([ids[i] for i in rows])
                 (vectors,) = self._session.run(
                     [EMBEDDING],
@@ -217,6 +223,18 @@ class Embedder:
                 out[rows] = vectors
                 bar.update(len(rows))
         return out
+
+
+def _runs(order: list[int], lengths: list[int], max_rows: int) -> Iterator[list[int]]:
+    """Cut texts sorted by length into runs of at most ``max_rows`` and ``TOKENS_PER_RUN``."""
+    run: list[int] = []
+    for i in order:
+        if run and (len(run) >= max_rows or (len(run) + 1) * lengths[i] > TOKENS_PER_RUN):
+            yield run
+            run = []
+        run.append(i)
+    if run:
+        yield run
 
 
 def open_session_plain(path: Path) -> ort.InferenceSession:
