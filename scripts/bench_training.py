@@ -44,7 +44,7 @@ def run_embedding(args: argparse.Namespace, figs: dict[str, Figure]) -> None:
     from router_model.router import Router
     from router_model.text import flatten
     from router_model.tokenize import TruncationRule
-    from training.embedder import Embedder, embedder_files
+    from training.embedder import TOKENS_PER_RUN, Embedder, embedder_files
 
     prompts = mmlu_prompts(args.calls_dir, args.embed_prompts)
     fp32 = Embedder(embedder_files("fp32"), TruncationRule())
@@ -67,7 +67,11 @@ def run_embedding(args: argparse.Namespace, figs: dict[str, Figure]) -> None:
     fig.runs = [round(v, 1) for v in runs["fp32"]]
     fig.value, fig.reference = median(runs["fp32"]), median(runs["graph"])
     fig.reference_name = "Router.score (embedder + head) in-process, same prompts, batch 32"
-    fig.note = f"{len(prompts)} distinct MMLU-Pro prompts, batch {fp32.batch_size}"
+    fig.note = (
+        f"{len(prompts)} distinct MMLU-Pro prompts, runs of at most {fp32.batch_size} prompts "
+        f"and {TOKENS_PER_RUN} padded tokens; int8 one prompt per run on "
+        f"{int8.parallel_runs} single-threaded sessions"
+    )
     int8_fig, speedup = figs["int8_embed_rps"], figs["int8_speedup"]
     int8_fig.runs = [round(v, 1) for v in runs["int8"]]
     int8_fig.value, int8_fig.reference = median(runs["int8"]), fig.value

@@ -31,6 +31,17 @@ def test_int8_embeddings_keep_cosine_099_on_long_and_short_prompts(mmlu_calls: P
     assert not np.allclose(fp32, int8, atol=1e-4), "the int8 graph should differ from fp32"
 
 
+def test_parallel_sessions_embed_each_text_as_one_session_does(mmlu_calls: Path) -> None:
+    from training.embedder import Embedder, embedder_files
+
+    files, rule = embedder_files("int8"), TruncationRule()
+    texts = _mmlu_texts(mmlu_calls)[:60]  # unsorted: the runs go out of their input order
+    alone = Embedder(files, rule, parallel_runs=1).embed(texts, progress=False)
+    spread = Embedder(files, rule, parallel_runs=3).embed(texts, progress=False)
+    assert np.array_equal(spread, alone)
+    assert np.unique(alone.round(4), axis=0).shape[0] == len(texts)  # no row copied or missed
+
+
 def test_int8_graph_quantizes_all_but_the_outlier_products() -> None:
     from training.embedder import embedder_files
     from training.embedder_quantize import FP32_MATMULS
