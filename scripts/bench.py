@@ -33,7 +33,7 @@ Figures (targets are for a 2-core machine without a GPU):
      least 0.99). With ``--int8-model`` (a router trained like ``--model`` but
      with ``--embedder-precision int8``), the difference of the two manifests'
      held-out cost@95 (target at most 0.01 of always-top's cost).
-  6. With ``--train`` only (about 20 minutes on 2 cores): wall time of
+  6. With ``--train`` only (6 to 20 minutes on 2 cores, by CPU): wall time of
      ``tierwise train`` of the default router (the four bundled call files,
      training/tiers/claude_prior.toml) with an empty TIERWISE_CACHE_DIR in a
      temporary directory (target at most 300 s), then again with that cache warm.
@@ -323,7 +323,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--train",
         action="store_true",
-        help="also time training the default router twice (~20 min on 2 cores)",
+        help="also time training the default router twice (6-20 min on 2 cores)",
     )
     parser.add_argument(
         "--train-timeout",
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         run_training(args, figs)
     else:
         for key in ("train_cold_s", "train_warm_s"):
-            figs[key].note = "not measured: pass --train (about 20 minutes)"
+            figs[key].note = "not measured: pass --train (6 to 20 minutes)"
     ordered = list(figs.values())
     measured_on = machine()
     print(
