@@ -19,6 +19,7 @@ is quantized from the fused graph (``training.embedder_quantize``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import queue
@@ -211,11 +212,14 @@ class Embedder:
         # fp32 runs gain nothing from it (docs/performance.md).
         if parallel_runs is None:
             parallel_runs = len(os.sched_getaffinity(0)) if self.batch_size == 1 else 1
-        threads = 1 if parallel_runs > 1 else 0
         self.parallel_runs = max(1, parallel_runs)
-        self._sessions = [
-            open_session_plain(files.onnx_path, threads) for _ in range(self.parallel_runs)
-        ]
+
+    @functools.cached_property
+    def _sessions(self) -> list[ort.InferenceSession]:
+        """Opened on first use: a retrain whose embeddings are all cached never loads the graph."""
+        threads = 1 if self.parallel_runs > 1 else 0
+        path = self.files.onnx_path
+        return [open_session_plain(path, threads) for _ in range(self.parallel_runs)]
 
     @property
     def fingerprint(self) -> str:
