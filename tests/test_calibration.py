@@ -10,7 +10,13 @@ from onnx import TensorProto, helper
 
 from router_model.errors import ConfigError
 from router_model.manifest import P_SUCCESS
-from training.calibration import ISOTONIC_MIN_ROWS, Calibrator, fit_calibrator, resolve_method
+from training.calibration import (
+    ISOTONIC_MIN_ROWS,
+    MIN_KNOT_GAP,
+    Calibrator,
+    fit_calibrator,
+    resolve_method,
+)
 from training.onnx_export import _calibration_nodes
 
 
@@ -87,3 +93,18 @@ def test_onnx_head_reproduces_each_tiers_calibrator(sizes: tuple[int, ...]) -> N
     expected = np.column_stack([c(margins[:, t]) for t, c in enumerate(calibrators)])
     # float32 sums over a few hundred isotonic segments drift by up to ~1e-4.
     assert np.abs(_run_head(calibrators, margins) - expected).max() < 1e-4
+
+
+def test_isotonic_steps_between_near_equal_margins_are_widened() -> None:
+    """Two out-of-fold margins 2e-6 apart with opposite labels made a vertical
+    step, where the graph's float32 margin read a P 0.03 away from training's."""
+    rng = np.random.default_rng(5)
+    margins = np.concatenate([rng.uniform(-3.0, -0.9, 600), rng.uniform(-0.87, 3.0, 600)])
+    labels = (margins > -0.88801).astype(np.float64)
+    margins = np.concatenate([margins, [-0.888011, -0.888009]])
+    labels = np.concatenate([labels, [0.0, 1.0]])
+    calibrator = fit_calibrator("isotonic", margins, labels)
+    assert np.diff(calibrator.knots_x).min() >= MIN_KNOT_GAP * (1 - 1e-9)
+    on_the_step = np.linspace(-0.8882, -0.8868, 281)[:, None]
+    expected = calibrator(on_the_step[:, 0])[:, None]
+    assert np.abs(_run_head([calibrator], on_the_step) - expected).max() < 1e-3

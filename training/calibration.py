@@ -28,6 +28,11 @@ from training.fractional_labels import as_binary_rows
 
 METHODS = ("auto", "isotonic", "sigmoid")
 ISOTONIC_MIN_ROWS = 1000
+# Isotonic steps between two adjacent out-of-fold margins can be 1e-4 wide; the
+# graph computes margins in float32, and a slope of thousands turns that
+# rounding into a P off by 0.01 or more. Knots are kept at least this far
+# apart (in margin units, where margins span several units).
+MIN_KNOT_GAP = 1e-3
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -70,9 +75,21 @@ def fit_calibrator(
     iso.fit(margins, labels, sample_weight=weights)
     return Calibrator(
         "isotonic",
-        knots_x=tuple(float(x) for x in iso.X_thresholds_),
+        knots_x=spread_knots(iso.X_thresholds_, MIN_KNOT_GAP),
         knots_y=tuple(float(y) for y in iso.y_thresholds_),
     )
+
+
+def spread_knots(knots: FloatArray, gap: float) -> tuple[float, ...]:
+    """Sorted knots moved right where needed so that neighbours are ``gap`` apart.
+
+    Only margins within a few ``gap`` of a crowded step get a different P, and
+    no step is steeper than 1/``gap``.
+    """
+    spread: list[float] = []
+    for x in np.asarray(knots, dtype=np.float64):
+        spread.append(float(x) if not spread else max(float(x), spread[-1] + gap))
+    return tuple(spread)
 
 
 def resolve_method(method: str, n_rows: int) -> str:
