@@ -7,12 +7,15 @@ batch of short prompts is not padded to the length of one long prompt.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime as ort
 
 from router_model import policy
 from router_model.artifact import open_session, open_tokenizer, read_manifest
@@ -88,12 +91,23 @@ class Decision:
 
 
 class Router:
-    """A trained router artifact, loaded and validated."""
+    """A trained router artifact, loaded and validated.
+
+    Besides its main session (``intra_op_threads``, default all cores), a
+    router opens single-threaded sessions on demand, one per concurrent
+    ``single_threaded`` caller. A router that scores one request per run
+    (int8) is too little work per run to split between cores: two passes in
+    parallel, each on one core and its own session, score 1.6x as many short
+    requests as one pass on both cores (a shared single-threaded session,
+    1.4x; docs/performance.md).
+    """
 
     def __init__(self, manifest: Manifest, directory: Path, intra_op_threads: int = 0) -> None:
         self.manifest = manifest
         self.directory = directory
         self._session = open_session(directory / MODEL_FILE, intra_op_threads)
+        self._single_threaded = intra_op_threads == 1
+        self._idle_single: queue.SimpleQueue[ort.InferenceSession] = queue.SimpleQueue()
         self._tokenizer: RequestTokenizer = open_tokenizer(directory, manifest)
         self._check_graph()
 
@@ -111,15 +125,50 @@ class Router:
     def version(self) -> str:
         return self.manifest.router_version
 
+    @property
+    def one_request_per_run(self) -> bool:
+        """int8: no request's scores may depend on the others in its batch (``batch_invariant``)."""
+        return not batch_invariant(self.manifest.embedder_precision)
+
     def score(
-        self, requests: Sequence[RequestText], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        requests: Sequence[RequestText],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        single_threaded: bool = False,
     ) -> Scores:
         """P(success) and predicted output tokens per tier for every request.
 
-        An int8 embedder scores one request per run, so that no request's
-        scores depend on the others in its batch (``batch_invariant``).
+        ``single_threaded`` runs the graph on one core, on a session of this
+        caller's own, for callers that score in parallel; the scores are the
+        same either way.
         """
-        if not batch_invariant(self.manifest.embedder_precision):
+        if single_threaded and not self._single_threaded:
+            with self._single_threaded_session() as session:
+                return self._score(session, requests, batch_size)
+        return self._score(self._session, requests, batch_size)
+
+    def open_single_threaded(self, count: int) -> None:
+        """Open ``count`` single-threaded sessions now rather than on first use."""
+        if self._single_threaded:
+            return
+        for _ in range(count):
+            self._idle_single.put(open_session(self.directory / MODEL_FILE, intra_op_threads=1))
+
+    @contextmanager
+    def _single_threaded_session(self) -> Iterator[ort.InferenceSession]:
+        try:
+            session = self._idle_single.get_nowait()
+        except queue.Empty:
+            session = open_session(self.directory / MODEL_FILE, intra_op_threads=1)
+        try:
+            yield session
+        finally:
+            self._idle_single.put(session)
+
+    def _score(
+        self, session: ort.InferenceSession, requests: Sequence[RequestText], batch_size: int
+    ) -> Scores:
+        if self.one_request_per_run:
             batch_size = 1
         n_tiers = len(self.ladder)
         p = np.zeros((len(requests), n_tiers))
@@ -128,7 +177,7 @@ class Router:
         scalars = scalar_features(requests)
         for rows in _length_sorted_batches(ids, batch_size):
             encoded = pad([ids[i] for i in rows])
-            p_batch, out_batch = self._session.run(
+            p_batch, out_batch = session.run(
                 [P_SUCCESS, OUTPUT_TOKENS],
                 {
                     INPUT_IDS: encoded.input_ids,
@@ -145,9 +194,11 @@ class Router:
         """[N, T] expected USD cost of calling each tier: known input, predicted output."""
         return self.ladder.expected_costs(scores.input_tokens, scores.output_tokens)
 
-    def decide(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
+    def decide(
+        self, requests: Sequence[DecisionRequest], single_threaded: bool = False
+    ) -> list[Decision]:
         """One decision per request; requests may carry their own targets and ceilings."""
-        scores = self.score([r.text for r in requests])
+        scores = self.score([r.text for r in requests], single_threaded=single_threaded)
         costs = self.expected_costs(scores)
         chosen = np.zeros(len(requests), dtype=np.int64)
         rules = [""] * len(requests)

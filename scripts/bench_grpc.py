@@ -167,7 +167,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ServerConfig(model=Path("."))
     server = parser.add_argument_group("server settings (passed to tierwise serve)")
     server.add_argument(
-        "--workers", type=int, default=defaults.workers, help="scoring threads (0: one per core)"
+        "--workers",
+        default="auto" if defaults.workers is None else str(defaults.workers),
+        help="scoring passes at once: auto, or a number (0: one per core)",
     )
     server.add_argument(
         "--intra-op-threads", type=int, default=defaults.intra_op_threads, help="0: all cores"
@@ -180,7 +182,7 @@ def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Pope
     command = [
         *(sys.executable, "-m", "tierwise.cli", "serve", "--model", str(model)),
         *("--host", "127.0.0.1", "--port", "0", "--no-metrics", "--reload-interval", "0"),
-        *("--workers", str(args.workers), "--intra-op-threads", str(args.intra_op_threads)),
+        *("--workers", args.workers, "--intra-op-threads", str(args.intra_op_threads)),
         *("--max-coalesce-tokens", str(args.max_coalesce_tokens)),
     ]
     with log.open("w") as handle:

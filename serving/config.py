@@ -82,9 +82,10 @@ class ServerConfig:
     model: Path
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    # One scoring pass at a time on every core: a lone call gets both cores,
-    # and calls that arrive meanwhile are coalesced into the next pass.
-    workers: int = 1
+    # Scoring passes at once; None chooses by router (serving.scoring): one at
+    # a time on every core for a router that batches, one per core for a router
+    # that scores one request per run. 0 is one per core for every router.
+    workers: int | None = None
     intra_op_threads: int = 0
     max_coalesce_tokens: int = DEFAULT_MAX_COALESCE_TOKENS
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
@@ -104,7 +105,9 @@ class ServerConfig:
         if self.challenger is not None and not self.shadow_log:
             raise ConfigError("a challenger needs a shadow log (a call-log store URL)")
         _at_least(1, shadow_queue=self.shadow_queue)
-        _at_least(0, workers=self.workers, intra_op_threads=self.intra_op_threads)
+        _at_least(0, intra_op_threads=self.intra_op_threads)
+        if self.workers is not None:
+            _at_least(0, workers=self.workers)
         _at_least(0, max_coalesce_tokens=self.max_coalesce_tokens, port=self.port)
         _at_least(1024, max_message_bytes=self.max_message_bytes)
         _at_least(0, reload_interval_s=self.reload_interval_s, drain_s=self.drain_s)
@@ -116,8 +119,9 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be at most 65535, got {port}")
 
     @property
-    def worker_threads(self) -> int:
-        return self.workers if self.workers > 0 else default_workers()
+    def scoring_threads(self) -> int:
+        """Threads that run scoring passes: the most passes that can run at once."""
+        return self.workers or default_workers()
 
 
 def host_port(host: str, port: int) -> str:

@@ -71,6 +71,13 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.passes = Counter(
+            "tierwise_scoring_passes",
+            "Scoring passes, by the cores each ran on: all (the main session) or one "
+            "(a single-threaded session beside other passes).",
+            ("threads",),
+            registry=r,
+        )
         self.router = Info("tierwise_router", "The router being served.", registry=r)
         self.ready = Gauge("tierwise_router_ready", "1 once a router is loaded.", registry=r)
         self.reloads = Counter(

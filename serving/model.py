@@ -33,9 +33,14 @@ class ReloadOutcome:
 class RouterModel:
     """Loads the artifact that ``model`` designates and keeps the current ``Router``."""
 
-    def __init__(self, model: Path, intra_op_threads: int = 0) -> None:
+    def __init__(self, model: Path, intra_op_threads: int = 0, parallel_passes: int = 1) -> None:
         self.model = model
         self.intra_op_threads = intra_op_threads
+        # A router that scores one request per run gets its single-threaded
+        # sessions (one per parallel pass) before it serves, so that the first
+        # burst of calls does not wait for them and a graph that cannot open
+        # fails the load rather than calls.
+        self.parallel_passes = parallel_passes
         self._router: Router | None = None
         # The last state attempted: a snapshot, or the error of an unresolvable pointer.
         self._seen: Snapshot | str | None = None
@@ -88,5 +93,7 @@ class RouterModel:
         if is_registry(self.model):
             Registry(self.model).pinned_check(current.directory)
         router = Router.load(current.directory, self.intra_op_threads)
+        if router.one_request_per_run and self.parallel_passes > 1:
+            router.open_single_threaded(self.parallel_passes)
         self._router = router
         return router

@@ -5,6 +5,15 @@ runs on a pool of worker threads while the event loop keeps accepting calls
 and answering health checks; onnxruntime releases the GIL, so the threads
 score in parallel.
 
+How many passes run at once depends on the router unless ``workers`` fixes
+it. A router that batches (fp32) runs one pass at a time on every core: a
+lone call gets both cores, and the calls that queue meanwhile share the next
+pass. A router that scores one request per run (int8) runs one pass per
+core: a lone call still gets the main session on every core, but a pass that
+starts while another is running or calls are waiting runs on a
+single-threaded session of its own, because such small runs gain more from
+running side by side than from splitting across cores.
+
 While every worker is busy, calls queue up; a worker that frees up takes the
 queued calls, up to a budget of ``max_coalesce_tokens`` tokens, and scores
 them in one pass. Nothing ever waits for a batch to fill, so a lone call is
@@ -38,7 +47,7 @@ from dataclasses import dataclass, field
 
 from router_model.features import estimate_tokens
 from router_model.router import Decision, DecisionRequest, Router
-from serving.config import DEFAULT_MAX_QUEUE_WAIT_S, DEFAULT_MAX_QUEUED_REQUESTS
+from serving.config import DEFAULT_MAX_QUEUE_WAIT_S, DEFAULT_MAX_QUEUED_REQUESTS, default_workers
 from serving.errors import OverloadedError
 from serving.metrics import Metrics
 from serving.model import RouterModel
@@ -62,12 +71,15 @@ class _Job:
 
 
 class Scorer:
-    """Decides requests on ``workers`` threads, coalescing calls that queue meanwhile."""
+    """Decides requests in passes on worker threads, coalescing calls that queue meanwhile.
+
+    ``workers`` is the most passes at once; None chooses by router (above).
+    """
 
     def __init__(
         self,
         model: RouterModel,
-        workers: int,
+        workers: int | None,
         metrics: Metrics,
         max_coalesce_tokens: int,
         max_queued: int = DEFAULT_MAX_QUEUED_REQUESTS,
@@ -78,8 +90,10 @@ class Scorer:
         self._budget = max_coalesce_tokens
         self._max_queued = max_queued
         self._max_wait_s = max_wait_s
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierwise-score")
-        self._idle = workers
+        self._workers = workers
+        self._threads = workers or default_workers()
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tierwise-score")
+        self._running = 0  # passes
         self._queue: deque[_Job] = deque()
         self._queued = 0  # requests in self._queue
 
@@ -103,15 +117,28 @@ class Scorer:
 
     def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._idle > 0:
+        while True:
+            self._drop_dead_head()
+            if not self._queue or self._running >= self._max_passes(self._queue[0].router):
+                return
             jobs = self._take()
             if not jobs:
                 return
-            self._idle -= 1
+            router = jobs[0].router
+            alongside = self._running > 0 or bool(self._queue)
+            single_threaded = router.one_request_per_run and alongside
+            self._running += 1
             requests = [r for job in jobs for r in job.requests]
             self._metrics.batch_size.observe(len(requests))
-            done = loop.run_in_executor(self._pool, jobs[0].router.decide, requests)
+            self._metrics.passes.labels("one" if single_threaded else "all").inc()
+            decide = functools.partial(router.decide, requests, single_threaded=single_threaded)
+            done = loop.run_in_executor(self._pool, decide)
             done.add_done_callback(functools.partial(self._finished, jobs))
+
+    def _max_passes(self, router: Router) -> int:
+        if self._workers is not None:
+            return self._threads
+        return self._threads if router.one_request_per_run else 1
 
     def _take(self) -> list[_Job]:
         """The oldest live job, and the jobs behind it that fit in one pass with it."""
@@ -160,7 +187,7 @@ class Scorer:
         self._metrics.queued.set(self._queued)
 
     def _finished(self, jobs: list[_Job], done: asyncio.Future[list[Decision]]) -> None:
-        self._idle += 1
+        self._running -= 1
         error = asyncio.CancelledError() if done.cancelled() else done.exception()
         if error is not None and len(jobs) > 1:
             for job in reversed(jobs):

@@ -48,12 +48,12 @@ class TierwiseServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.model = RouterModel(config.model, config.intra_op_threads)
+        self.model = RouterModel(config.model, config.intra_op_threads, config.scoring_threads)
         self.port: int | None = None
         self.metrics_port: int | None = None
         self._scorer = Scorer(
             self.model,
-            config.worker_threads,
+            config.workers,
             self.metrics,
             config.max_coalesce_tokens,
             max_queued=config.limits.max_queued_requests,

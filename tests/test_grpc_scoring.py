@@ -22,15 +22,20 @@ from serving.scoring import Scorer
 class GatedRouter:
     """Decides by echoing the text; the first pass waits until the test opens the gate."""
 
-    def __init__(self) -> None:
+    def __init__(self, one_request_per_run: bool = False) -> None:
         self.manifest = SimpleNamespace(truncation=SimpleNamespace(max_tokens=256))
+        self.one_request_per_run = one_request_per_run
         self.gate = threading.Event()
         self.started = threading.Event()
         self.passes: list[list[str]] = []
+        self.single_threaded: list[bool] = []
 
-    def decide(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
+    def decide(
+        self, requests: Sequence[DecisionRequest], single_threaded: bool = False
+    ) -> list[Decision]:
         texts = [r.text.text for r in requests]
         self.passes.append(texts)
+        self.single_threaded.append(single_threaded)
         if len(self.passes) == 1:
             self.started.set()
             self.gate.wait(30)
@@ -43,8 +48,11 @@ def request(text: str) -> DecisionRequest:
     return DecisionRequest(text=RequestText(text, 1, False), request_id=text)
 
 
-async def _run(router: GatedRouter, texts: list[str], budget: int) -> list[Any]:
-    scorer = Scorer(SimpleNamespace(router=router), 1, Metrics(), budget)  # type: ignore[arg-type]
+async def _run(
+    router: GatedRouter, texts: list[str], budget: int, workers: int | None = 1
+) -> list[Any]:
+    model = SimpleNamespace(router=router)
+    scorer = Scorer(model, workers, Metrics(), budget)  # type: ignore[arg-type]
     first = asyncio.ensure_future(scorer.decide([request("first")]))
     await asyncio.to_thread(router.started.wait, 30)
     rest = [asyncio.ensure_future(scorer.decide([request(t)])) for t in texts]
@@ -59,6 +67,33 @@ def test_calls_queued_behind_a_busy_worker_share_one_pass() -> None:
     router = GatedRouter()
     results = asyncio.run(_run(router, ["a", "b", "c"], budget=2048))
     assert router.passes == [["first"], ["a", "b", "c"]]
+    assert [[d.tier for d in decisions] for _, decisions in results] == [
+        ["first"],
+        ["a"],
+        ["b"],
+        ["c"],
+    ]
+
+
+def test_by_default_a_batching_router_runs_one_pass_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("serving.scoring.default_workers", lambda: 2)
+    router = GatedRouter(one_request_per_run=False)
+    asyncio.run(_run(router, ["a", "b", "c"], budget=2048, workers=None))
+    assert router.passes == [["first"], ["a", "b", "c"]]
+    assert router.single_threaded == [False, False]
+
+
+def test_by_default_a_one_request_per_run_router_runs_a_pass_per_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lone call gets the main session; a pass beside another gets a session of its own."""
+    monkeypatch.setattr("serving.scoring.default_workers", lambda: 2)
+    router = GatedRouter(one_request_per_run=True)
+    results = asyncio.run(_run(router, ["a", "b", "c"], budget=2048, workers=None))
+    assert router.passes == [["first"], ["a"], ["b", "c"]]
+    assert router.single_threaded == [False, True, True]
     assert [[d.tier for d in decisions] for _, decisions in results] == [
         ["first"],
         ["a"],

@@ -206,7 +206,7 @@ def test_bad_batches_are_invalid_argument_naming_the_field(stub: Any, case: str)
 def test_an_unexpected_failure_is_internal_with_a_generic_message(
     server: ServerThread, stub: Any, caplog: pytest.LogCaptureFixture, monkeypatch: Any
 ) -> None:
-    def broken(*args: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret detail of the fault")
 
     monkeypatch.setattr(server.server.model.router, "decide", broken)

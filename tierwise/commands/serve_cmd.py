@@ -17,6 +17,16 @@ from tierwise.cli import EXIT_MISSING_EXTRA
 _SERVE_ONLY = frozenset({"grpc", "grpc_health", "grpc_reflection", "google", "prometheus_client"})
 
 
+def _workers(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        message = f"expected a whole number or 'auto', got {value!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def register(sub: Any) -> argparse.ArgumentParser:
     from serving.config import (
         DEFAULT_MAX_BATCH_SIZE,
@@ -45,9 +55,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     parser.add_argument(
         "--workers",
-        type=int,
-        default=1,
-        help="scoring threads; 0 means one per CPU core (docs/performance.md)",
+        type=_workers,
+        default=None,
+        metavar="N|auto",
+        help="scoring passes at once; auto (default): one at a time on every core for an fp32 "
+        "router, one per core for an int8 router; 0: one per core (docs/serving.md)",
     )
     parser.add_argument(
         "--intra-op-threads",
