@@ -238,3 +238,19 @@ def test_train_warns_when_the_router_does_not_beat_the_hull(logreg_router_dir: P
     assert f"{metrics['requests_judged']} held-out requests" in warning
     assert below_hull_warning(above) is None
     assert below_hull_warning({"reason": "no held-out requests"}) is None
+
+
+def test_serve_workers_default_to_auto_and_take_a_number(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from tierwise.commands import serve_cmd
+
+    parser = serve_cmd.register(argparse.ArgumentParser().add_subparsers())
+    assert parser.parse_args(["--model", "m"]).workers is None
+    assert parser.parse_args(["--model", "m", "--workers", "auto"]).workers is None
+    assert parser.parse_args(["--model", "m", "--workers", "3"]).workers == 3
+    with pytest.raises(SystemExit):
+        main(["serve", "--model", "m", "--workers", "two"])
+    assert "--workers: expected a whole number or 'auto', got 'two'" in capsys.readouterr().err

@@ -56,7 +56,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=_workers,
-        default=None,
+        default="auto",
         metavar="N|auto",
         help="scoring passes at once; auto (default): one at a time on every core for an fp32 "
         "router, one per core for an int8 router; 0: one per core (docs/serving.md)",
