@@ -126,7 +126,8 @@ class Scorer:
                 return
             router = jobs[0].router
             alongside = self._running > 0 or bool(self._queue)
-            single_threaded = router.one_request_per_run and alongside
+            parallel = router.one_request_per_run and self._max_passes(router) > 1
+            single_threaded = parallel and alongside
             self._running += 1
             requests = [r for job in jobs for r in job.requests]
             self._metrics.batch_size.observe(len(requests))

@@ -102,6 +102,13 @@ def test_by_default_a_one_request_per_run_router_runs_a_pass_per_core(
     ]
 
 
+def test_one_worker_keeps_every_pass_on_the_main_session() -> None:
+    router = GatedRouter(one_request_per_run=True)
+    asyncio.run(_run(router, ["a" * 40, "b" * 40, "c" * 40], budget=20, workers=1))
+    assert [len(p) for p in router.passes] == [1, 2, 1]
+    assert router.single_threaded == [False, False, False]
+
+
 def test_the_token_budget_splits_passes() -> None:
     router = GatedRouter()
     asyncio.run(_run(router, ["a" * 40, "b" * 40, "c" * 40], budget=20))
