@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import queue
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnxruntime as ort
@@ -116,6 +118,34 @@ def open_session(path: Path, intra_op_threads: int = 0) -> ort.InferenceSession:
             f"expected inputs {sorted(REQUIRED_INPUTS)} and outputs {sorted(REQUIRED_OUTPUTS)}"
         )
     return session
+
+
+class SessionPool:
+    """Sessions on one graph, each lent to one caller at a time.
+
+    Callers that run in parallel on single-threaded sessions each need one of
+    their own; a pool opens another only when every session is lent out.
+    """
+
+    def __init__(self, open_one: Callable[[], ort.InferenceSession]) -> None:
+        self._open_one = open_one
+        self._idle: queue.SimpleQueue[ort.InferenceSession] = queue.SimpleQueue()
+
+    def open(self, count: int) -> None:
+        """Open ``count`` sessions now rather than when they are first lent."""
+        for _ in range(count):
+            self._idle.put(self._open_one())
+
+    @contextmanager
+    def lend(self) -> Iterator[ort.InferenceSession]:
+        try:
+            session = self._idle.get_nowait()
+        except queue.Empty:
+            session = self._open_one()
+        try:
+            yield session
+        finally:
+            self._idle.put(session)
 
 
 def cpu_session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:

@@ -7,9 +7,8 @@ batch of short prompts is not padded to the length of one long prompt.
 
 from __future__ import annotations
 
-import queue
+import functools
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from router_model import policy
-from router_model.artifact import open_session, open_tokenizer, read_manifest
+from router_model.artifact import SessionPool, open_session, open_tokenizer, read_manifest
 from router_model.errors import ArtifactError
 from router_model.features import estimate_tokens, scalar_features
 from router_model.manifest import (
@@ -107,7 +106,8 @@ class Router:
         self.directory = directory
         self._session = open_session(directory / MODEL_FILE, intra_op_threads)
         self._single_threaded = intra_op_threads == 1
-        self._idle_single: queue.SimpleQueue[ort.InferenceSession] = queue.SimpleQueue()
+        open_one = functools.partial(open_session, directory / MODEL_FILE, intra_op_threads=1)
+        self._single_threaded_sessions = SessionPool(open_one)
         self._tokenizer: RequestTokenizer = open_tokenizer(directory, manifest)
         self._check_graph()
 
@@ -143,27 +143,14 @@ class Router:
         same either way.
         """
         if single_threaded and not self._single_threaded:
-            with self._single_threaded_session() as session:
+            with self._single_threaded_sessions.lend() as session:
                 return self._score(session, requests, batch_size)
         return self._score(self._session, requests, batch_size)
 
     def open_single_threaded(self, count: int) -> None:
         """Open ``count`` single-threaded sessions now rather than on first use."""
-        if self._single_threaded:
-            return
-        for _ in range(count):
-            self._idle_single.put(open_session(self.directory / MODEL_FILE, intra_op_threads=1))
-
-    @contextmanager
-    def _single_threaded_session(self) -> Iterator[ort.InferenceSession]:
-        try:
-            session = self._idle_single.get_nowait()
-        except queue.Empty:
-            session = open_session(self.directory / MODEL_FILE, intra_op_threads=1)
-        try:
-            yield session
-        finally:
-            self._idle_single.put(session)
+        if not self._single_threaded:
+            self._single_threaded_sessions.open(count)
 
     def _score(
         self, session: ort.InferenceSession, requests: Sequence[RequestText], batch_size: int

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import queue
 import shutil
 import tempfile
 import warnings
@@ -37,7 +36,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
-from router_model.artifact import cpu_session, sha256_file
+from router_model.artifact import SessionPool, cpu_session, sha256_file
 from router_model.errors import ConfigError
 from router_model.manifest import batch_invariant
 from router_model.router import DEFAULT_BATCH_SIZE
@@ -215,11 +214,12 @@ class Embedder:
         self.parallel_runs = max(1, parallel_runs)
 
     @functools.cached_property
-    def _sessions(self) -> list[ort.InferenceSession]:
+    def _sessions(self) -> SessionPool:
         """Opened on first use: a retrain whose embeddings are all cached never loads the graph."""
         threads = 1 if self.parallel_runs > 1 else 0
-        path = self.files.onnx_path
-        return [open_session_plain(path, threads) for _ in range(self.parallel_runs)]
+        pool = SessionPool(functools.partial(open_session_plain, self.files.onnx_path, threads))
+        pool.open(self.parallel_runs)
+        return pool
 
     @property
     def fingerprint(self) -> str:
@@ -244,22 +244,15 @@ class Embedder:
         self, ids: Sequence[list[int]], runs: list[list[int]]
     ) -> Iterator[npt.NDArray[np.float32]]:
         """Each run's embeddings, in order; spread over the sessions when there are several."""
-        if len(self._sessions) == 1:
-            for rows in runs:
-                yield _embed_run(self._sessions[0], ids, rows)
-            return
-        idle: queue.SimpleQueue[ort.InferenceSession] = queue.SimpleQueue()
-        for session in self._sessions:
-            idle.put(session)
 
         def embed_on_an_idle_session(rows: list[int]) -> npt.NDArray[np.float32]:
-            session = idle.get()
-            try:
+            with self._sessions.lend() as session:
                 return _embed_run(session, ids, rows)
-            finally:
-                idle.put(session)
 
-        with ThreadPoolExecutor(len(self._sessions), thread_name_prefix="embed") as pool:
+        if self.parallel_runs == 1:
+            yield from map(embed_on_an_idle_session, runs)
+            return
+        with ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="embed") as pool:
             yield from pool.map(embed_on_an_idle_session, runs)
 
 
