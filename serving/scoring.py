@@ -38,10 +38,11 @@ is cancelled by gRPC and skipped here, so it costs no scoring.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -133,8 +134,7 @@ class Scorer:
             self._metrics.batch_size.observe(len(requests))
             self._metrics.passes.labels("one" if single_threaded else "all").inc()
             decide = functools.partial(router.decide, requests, single_threaded=single_threaded)
-            done = loop.run_in_executor(self._pool, decide)
-            done.add_done_callback(functools.partial(self._finished, jobs))
+            self._pool.submit(self._run, loop, decide, jobs)
 
     def _max_passes(self, router: Router) -> int:
         if self._workers is not None:
@@ -187,9 +187,31 @@ class Scorer:
         self._queued += change
         self._metrics.queued.set(self._queued)
 
-    def _finished(self, jobs: list[_Job], done: asyncio.Future[list[Decision]]) -> None:
+    def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        decide: Callable[[], list[Decision]],
+        jobs: list[_Job],
+    ) -> None:
+        """On a worker thread: score, then hand the outcome straight to the event loop.
+
+        One ``call_soon_threadsafe`` per pass, rather than an executor future
+        chained to an asyncio future, which costs the loop a second wake-up
+        before it can answer the calls.
+        """
+        decisions: list[Decision] = []
+        error: BaseException | None = None
+        try:
+            decisions = decide()
+        except BaseException as exc:  # handed to the callers, whatever it is
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while this pass ran
+            loop.call_soon_threadsafe(self._finished, jobs, decisions, error)
+
+    def _finished(
+        self, jobs: list[_Job], decisions: list[Decision], error: BaseException | None
+    ) -> None:
         self._running -= 1
-        error = asyncio.CancelledError() if done.cancelled() else done.exception()
         if error is not None and len(jobs) > 1:
             for job in reversed(jobs):
                 job.alone = True
@@ -200,7 +222,6 @@ class Scorer:
             if not jobs[0].future.done():
                 jobs[0].future.set_exception(error)
         else:
-            decisions = done.result()
             start = 0
             for job in jobs:
                 if not job.future.done():
