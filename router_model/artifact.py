@@ -100,7 +100,7 @@ def open_session(path: Path, intra_op_threads: int = 0) -> ort.InferenceSession:
     hand-off between operators fast (0.5 ms of a short call's latency), but by
     default they keep spinning after the run, burning a core that a server's
     event loop needs between scoring passes; so spinning stops when a run ends
-    (docs/performance.md).
+    (docs/performance-epyc.md).
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
