@@ -14,6 +14,13 @@ starts while another is running or calls are waiting runs on a
 single-threaded session of its own, because such small runs gain more from
 running side by side than from splitting across cores.
 
+Passes on the main session always run on one thread of their own. When they
+took turns on whichever pool thread was idle, runs came in stretches of a
+hundred milliseconds or so at three times their usual time (presumably the
+calling thread placed on the core of onnxruntime's worker until the
+scheduler moved one of them), and up to 8% of an int8 router's lone short
+calls took over 5 ms; on one thread, about 1%.
+
 While every worker is busy, calls queue up; a worker that frees up takes the
 queued calls, up to a budget of ``max_coalesce_tokens`` tokens, and scores
 them in one pass. Nothing ever waits for a batch to fill, so a lone call is
@@ -93,7 +100,10 @@ class Scorer:
         self._max_wait_s = max_wait_s
         self._workers = workers
         self._threads = workers or default_workers()
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tierwise-score")
+        # Under ``auto`` at most one pass at a time runs on the main session.
+        main_threads = self._threads if workers is not None else 1
+        self._main_pool = ThreadPoolExecutor(main_threads, thread_name_prefix="tierwise-score")
+        self._side_pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tierwise-score-1t")
         self._running = 0  # passes
         self._queue: deque[_Job] = deque()
         self._queued = 0  # requests in self._queue
@@ -114,7 +124,8 @@ class Scorer:
         return router, await job.future
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._main_pool.shutdown(wait=True, cancel_futures=False)
+        self._side_pool.shutdown(wait=True, cancel_futures=False)
 
     def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -134,7 +145,8 @@ class Scorer:
             self._metrics.batch_size.observe(len(requests))
             self._metrics.passes.labels("one" if single_threaded else "all").inc()
             decide = functools.partial(router.decide, requests, single_threaded=single_threaded)
-            self._pool.submit(self._run, loop, decide, jobs)
+            pool = self._side_pool if single_threaded else self._main_pool
+            pool.submit(self._run, loop, decide, jobs)
 
     def _max_passes(self, router: Router) -> int:
         if self._workers is not None:

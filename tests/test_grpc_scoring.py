@@ -29,6 +29,7 @@ class GatedRouter:
         self.started = threading.Event()
         self.passes: list[list[str]] = []
         self.single_threaded: list[bool] = []
+        self.threads: list[int] = []
 
     def decide(
         self, requests: Sequence[DecisionRequest], single_threaded: bool = False
@@ -36,6 +37,7 @@ class GatedRouter:
         texts = [r.text.text for r in requests]
         self.passes.append(texts)
         self.single_threaded.append(single_threaded)
+        self.threads.append(threading.get_ident())
         if len(self.passes) == 1:
             self.started.set()
             self.gate.wait(30)
@@ -100,6 +102,30 @@ def test_by_default_a_one_request_per_run_router_runs_a_pass_per_core(
         ["b"],
         ["c"],
     ]
+
+
+def test_passes_on_the_main_session_keep_to_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lone passes run on the same thread whatever ran beside them before."""
+    monkeypatch.setattr("serving.scoring.default_workers", lambda: 2)
+    router = GatedRouter(one_request_per_run=True)
+
+    async def run() -> None:
+        scorer = Scorer(SimpleNamespace(router=router), None, Metrics(), 2048)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(scorer.decide([request("first")]))
+        await asyncio.to_thread(router.started.wait, 30)
+        beside = [asyncio.ensure_future(scorer.decide([request(t)])) for t in ("a", "b")]
+        await asyncio.sleep(0)
+        router.gate.set()
+        await asyncio.gather(first, *beside)
+        for text in ("c", "d", "e", "f"):
+            await scorer.decide([request(text)])
+        scorer.close()
+
+    asyncio.run(run())
+    main = {t for t, one in zip(router.threads, router.single_threaded, strict=True) if not one}
+    side = {t for t, one in zip(router.threads, router.single_threaded, strict=True) if one}
+    assert router.single_threaded[0] is False and router.single_threaded[-4:] == [False] * 4
+    assert len(main) == 1 and side and not side & main
 
 
 def test_one_worker_keeps_every_pass_on_the_main_session() -> None:
