@@ -134,8 +134,6 @@ class Scorer:
             if not self._queue or self._running >= self._max_passes(self._queue[0].router):
                 return
             jobs = self._take()
-            if not jobs:
-                return
             router = jobs[0].router
             alongside = self._running > 0 or bool(self._queue)
             parallel = router.one_request_per_run and self._max_passes(router) > 1
@@ -154,10 +152,8 @@ class Scorer:
         return self._threads if router.one_request_per_run else 1
 
     def _take(self) -> list[_Job]:
-        """The oldest live job, and the jobs behind it that fit in one pass with it."""
-        self._drop_dead_head()
-        if not self._queue:
-            return []
+        """The head of the queue (live: ``_dispatch`` just dropped the dead), and the
+        jobs behind it that fit in one pass with it."""
         jobs = [self._pop()]
         total = jobs[0].tokens
         while not jobs[0].alone:
