@@ -258,16 +258,30 @@ def test_metrics_endpoint_counts_calls_decisions_and_the_version(
     assert "tierwise_router_ready 1.0" in text
 
 
+def logged_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [JsonFormatter().format(r) for r in caplog.records]
+
+
+def wait_for_decision(caplog: pytest.LogCaptureFixture, request_id: str) -> dict[str, Any]:
+    """The decision line for ``request_id``, which the server writes just after answering."""
+    marker = f'"request_id": "{request_id}"'
+    wait_until(
+        lambda: any(marker in line for line in logged_lines(caplog)),
+        f"the decision line of {request_id}",
+    )
+    [decision] = [json.loads(line) for line in logged_lines(caplog) if marker in line]
+    return dict(decision)
+
+
 def test_decision_logs_hold_no_prompt_text(stub: Any, caplog: pytest.LogCaptureFixture) -> None:
     secret = "the launch code is 0000-PURPLE-ELEPHANT"
     with caplog.at_level(logging.INFO, logger="tierwise"):
         stub.Predict(pb.PredictRequest(prompt=secret, request_id="quiet"), timeout=30)
         with pytest.raises(grpc.RpcError):
             stub.Predict(pb.PredictRequest(prompt=secret, rule="nope"), timeout=30)
-    lines = [JsonFormatter().format(r) for r in caplog.records]
-    decision = [json.loads(line) for line in lines if '"request_id": "quiet"' in line]
-    assert decision and decision[0]["prompt_chars"] == len(secret)
-    assert not any("PURPLE-ELEPHANT" in line for line in lines)
+        decision = wait_for_decision(caplog, "quiet")
+    assert decision["prompt_chars"] == len(secret)
+    assert not any("PURPLE-ELEPHANT" in line for line in logged_lines(caplog))
 
 
 def test_log_prompts_puts_the_prompt_in_decision_logs(
@@ -281,8 +295,7 @@ def test_log_prompts_puts_the_prompt_in_decision_logs(
         ):
             stub = router_pb2_grpc.RouterStub(channel)
             stub.Predict(pb.PredictRequest(prompt="say PURPLE-ELEPHANT", request_id="loud"))
+            decision = wait_for_decision(caplog, "loud")
     finally:
         running.close()
-    lines = [JsonFormatter().format(r) for r in caplog.records]
-    [decision] = [json.loads(line) for line in lines if '"request_id": "loud"' in line]
     assert decision["prompt"] == "say PURPLE-ELEPHANT"
