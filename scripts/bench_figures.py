@@ -126,7 +126,8 @@ def format_number(value: float | None) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"
-    return f"{value:.2f}"
+    # Three significant digits, so that a cosine of 0.9956 is not shown as 1.00.
+    return f"{value:#.3g}"
 
 
 def format_table(figures: Sequence[Figure]) -> str:

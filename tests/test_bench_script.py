@@ -79,6 +79,11 @@ def test_table_and_json_hold_every_figure() -> None:
     assert p50["ok"] is False
     assert report["figures"]["int8_cosine"]["value"] is None
 
+    # Near 1, three significant digits: a cosine of 0.9956 is not shown as 1.00.
+    figs["int8_cosine"].value = 0.99564
+    cosine = next(line for line in bench.format_table(ordered).splitlines() if "cosine" in line)
+    assert [c.strip() for c in cosine.split(" | ")][1:3] == ["0.996 cosine", ">= 0.990 cosine"]
+
 
 def test_machine_names_the_cpu_and_the_kernels_it_offers() -> None:
     measured_on = bench.machine()
