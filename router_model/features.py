@@ -40,7 +40,9 @@ _CODE = re.compile(
 )
 _MATH = re.compile(r"\\(frac|sum|int|sqrt|cdot|times|le|ge)\b|\$[^$]+\$|\^\d|\d\s*[-+*/=]\s*\d")
 _OPTION = re.compile(r"^\s*\(?[A-J][.)]\s", re.MULTILINE)
-_CODE_SYMBOLS = frozenset("{}()[];=<>_")
+_CODE_SYMBOLS = "{}()[];=<>_"
+_ASCII_DIGITS = "0123456789"
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def tokens_for_chars(chars: int) -> int:
@@ -68,9 +70,22 @@ def _row(request: RequestText) -> list[float]:
         math.log1p(request.turns),
         float(request.has_system),
         float(_CODE.search(text) is not None),
-        sum(c in _CODE_SYMBOLS for c in text) / chars,
-        sum(c.isdigit() for c in text) / chars,
+        sum(text.count(c) for c in _CODE_SYMBOLS) / chars,
+        _digits(text) / chars,
         float(_MATH.search(text) is not None),
         math.log1p(text.count("?")),
         math.log1p(len(_OPTION.findall(text))),
     ]
+
+
+def _digits(text: str) -> int:
+    """Characters for which ``str.isdigit`` holds.
+
+    Counting each ASCII digit in C is an order of magnitude faster than a
+    Python loop over the characters; only the other characters (superscripts,
+    digits of other scripts) are then checked one by one.
+    """
+    count = sum(text.count(d) for d in _ASCII_DIGITS)
+    if not text.isascii():
+        count += sum(c.isdigit() for c in _NON_ASCII.findall(text))
+    return count
