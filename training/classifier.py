@@ -20,13 +20,17 @@ see task families it smooths over, and the blend weighs the two per tier.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from router_model.errors import ConfigError
@@ -36,6 +40,7 @@ from training.neighbours import NeighbourMemory, build_memory, rate_logits
 
 KINDS = ("logreg", "gbt")
 FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
 # (weight on the margin, weight on the neighbour logit, bias): the margin alone.
 NO_BLEND = (1.0, 0.0, 0.0)
 
@@ -64,6 +69,7 @@ class TierSuccessClassifier:
         progress: bool = True,
         neighbours: int = 0,
         embedding_dim: int = 384,
+        n_jobs: int | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown classifier {kind!r}; choose one of {list(KINDS)}")
@@ -78,6 +84,7 @@ class TierSuccessClassifier:
         self.progress = progress
         self.neighbours = neighbours
         self.embedding_dim = embedding_dim
+        self.n_jobs = n_jobs
 
     def fit(
         self,
@@ -110,14 +117,14 @@ class TierSuccessClassifier:
             rows = ~np.isnan(Y[:, t])
             labels = Y[rows, t]
             weights = None if sample_weight is None else sample_weight[rows, t]
-            oof = self._out_of_fold_margins(X[rows], labels, weights)
+            oof, model = self._fit_tier(X[rows], labels, weights)
             if rate_logit is not None:
                 self.blend_[t] = _fit_blend(oof, rate_logit[rows, t], labels, weights)
                 oof = _blended(oof, rate_logit[rows, t], self.blend_[t])
             calibrator = fit_calibrator(self.calibration, oof, labels, weights)
             self.calibrators_.append(calibrator)
             self.oof_proba_[rows, t] = calibrator(oof)
-            self.models_.append(self._fit_base(X[rows], labels, weights))
+            self.models_.append(model)
         return self
 
     def decision_function(self, X: npt.NDArray[np.float32]) -> FloatArray:
@@ -151,25 +158,50 @@ class TierSuccessClassifier:
         self.memory_, own_rows = build_memory(embeddings, Y, self.neighbours, self.random_state)
         return rate_logits(self.memory_.rates(embeddings, own_rows=own_rows))
 
-    def _out_of_fold_margins(
+    def _fit_tier(
         self,
         X: npt.NDArray[np.float32],
         labels: FloatArray,
         weights: FloatArray | None = None,
-    ) -> FloatArray:
+    ) -> tuple[FloatArray, object]:
+        """Out-of-fold margins for one tier, and its base model fitted on every row."""
+        folds = self._folds(labels)
+        fits = [functools.partial(self._fit_base, X, labels, weights)]
+        for fit_rows, _ in folds:
+            fold_weights = None if weights is None else weights[fit_rows]
+            fit = functools.partial(self._fit_base, X[fit_rows], labels[fit_rows], fold_weights)
+            fits.append(fit)
+        model, *fold_models = self._run_fits(fits)
         margins = np.zeros(len(labels))
+        for fold_model, (_, held_rows) in zip(fold_models, folds, strict=True):
+            margins[held_rows] = self._margin(fold_model, X[held_rows])
+        return margins, model
+
+    def _folds(self, labels: FloatArray) -> list[tuple[IndexArray, IndexArray]]:
+        """Stratified (fit, held-out) rows; none when one outcome is too rare to split."""
         if not has_both_outcomes(labels):
-            return margins
+            return []
         strata = majority(labels)
         folds = min(self.n_folds, int(np.bincount(strata, minlength=2).min()))
         if folds < 2:
-            return margins
+            return []
         splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
-        for fit_rows, held_rows in splitter.split(X, strata):
-            fold_weights = None if weights is None else weights[fit_rows]
-            model = self._fit_base(X[fit_rows], labels[fit_rows], fold_weights)
-            margins[held_rows] = self._margin(model, X[held_rows])
-        return margins
+        return list(splitter.split(np.zeros(len(labels)), strata))
+
+    def _run_fits(self, fits: Sequence[Callable[[], object]]) -> list[object]:
+        """Logistic fits side by side, one per core, each on single-threaded BLAS.
+
+        A fit's products (a few hundred features by tens of thousands of rows)
+        are too small for BLAS to gain from threads: on two cores five fits
+        took 3.5 s with two BLAS threads each, 2.0 s with one, and 1.4 s with
+        one each, two at a time. Single-threaded BLAS also makes the weights
+        independent of the machine's core count. LightGBM threads itself.
+        """
+        if self.kind != "logreg":
+            return [fit() for fit in fits]
+        workers = max(1, min(len(fits), self.n_jobs or len(os.sched_getaffinity(0))))
+        with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda fit: fit(), fits))
 
     def _fit_base(
         self,
