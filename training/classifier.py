@@ -54,7 +54,11 @@ class LinearMargin:
 
 
 class TierSuccessClassifier:
-    """Calibrated P(success) per tier from logistic regression or gradient boosting."""
+    """Calibrated P(success) per tier from logistic regression or gradient boosting.
+
+    ``n_jobs`` is how many logistic fits run at once (None: one per core the
+    process may use); the fitted weights do not depend on it.
+    """
 
     def __init__(
         self,
