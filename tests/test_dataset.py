@@ -125,8 +125,9 @@ def test_unmapped_model_names_file_and_line(tmp_path: Path) -> None:
 
 def test_tier_without_graded_calls_is_an_error(tmp_path: Path) -> None:
     path = _file(tmp_path, [_call("a", "s-1", 1.0), _call("a", "l-1", None)])
-    with pytest.raises(ConfigError, match=r"\['large'\] have no graded calls"):
+    with pytest.raises(ConfigError, match=r"\['large'\] have no graded calls") as raised:
         build_table(read_calls(path), LADDER)
+    assert "evaluate --tiers" in str(raised.value)  # how to judge a router on another ladder
 
 
 def test_conflicting_prompt_for_one_request(tmp_path: Path) -> None:

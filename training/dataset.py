@@ -255,8 +255,10 @@ def _require_graded_tiers(table: RequestTable, ladder: TierLadder) -> None:
     empty = [name for name, n in zip(ladder.names, counts, strict=True) if n == 0]
     if empty:
         raise ConfigError(
-            f"tier(s) {empty} have no graded calls in the data; a router cannot learn "
-            "them. Add graded calls for them or remove them from the tiers file."
+            f"tier(s) {empty} have no graded calls in the data, so a router can neither "
+            "learn them nor be judged on them. Add graded calls for them or remove them "
+            "from the tiers file; to judge a router on data graded on another ladder, "
+            "give that ladder to `tierwise evaluate --tiers`."
         )
 
 
