@@ -20,9 +20,11 @@ from serving.scoring import Scorer
 
 
 class GatedRouter:
-    """Decides by echoing the text; the first pass waits until the test opens the gate."""
+    """Decides by echoing the text; the first ``gated`` passes wait until the test
+    opens the gate."""
 
-    def __init__(self, one_request_per_run: bool = False) -> None:
+    def __init__(self, one_request_per_run: bool = False, gated: int = 1) -> None:
+        self.gated = gated
         self.manifest = SimpleNamespace(truncation=SimpleNamespace(max_tokens=256))
         self.one_request_per_run = one_request_per_run
         self.gate = threading.Event()
@@ -38,7 +40,7 @@ class GatedRouter:
         self.passes.append(texts)
         self.single_threaded.append(single_threaded)
         self.threads.append(threading.get_ident())
-        if len(self.passes) == 1:
+        if len(self.passes) <= self.gated:
             self.started.set()
             self.gate.wait(30)
         if any(t.startswith("poison") for t in texts):
@@ -90,17 +92,21 @@ def test_by_default_a_batching_router_runs_one_pass_at_a_time(
 def test_by_default_a_one_request_per_run_router_runs_a_pass_per_core(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A lone call gets the main session; a pass beside another gets a session of its own."""
+    """A lone call gets the main session; a pass beside another gets a session of its own.
+
+    Two passes per core are handed out before calls wait to be coalesced: on
+    two cores, the gated first pass and three more, one of them waiting in the
+    pool for a worker to finish.
+    """
     monkeypatch.setattr("serving.scoring.default_workers", lambda: 2)
     router = GatedRouter(one_request_per_run=True)
-    results = asyncio.run(_run(router, ["a", "b", "c"], budget=2048, workers=None))
-    assert router.passes == [["first"], ["a"], ["b", "c"]]
-    assert router.single_threaded == [False, True, True]
+    texts = ["a", "b", "c", "d", "e"]
+    results = asyncio.run(_run(router, texts, budget=2048, workers=None))
+    assert router.passes == [["first"], ["a"], ["b"], ["c"], ["d", "e"]]
+    assert router.single_threaded == [False, True, True, True, True]
     assert [[d.tier for d in decisions] for _, decisions in results] == [
         ["first"],
-        ["a"],
-        ["b"],
-        ["c"],
+        *([t] for t in texts),
     ]
 
 
@@ -228,3 +234,25 @@ def test_a_call_cancelled_while_queued_is_never_scored() -> None:
         return router
 
     assert asyncio.run(run()).passes == [["first"], ["kept"]]
+
+
+def test_a_call_cancelled_while_its_pass_waits_for_a_worker_is_never_scored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On two cores, three gated passes hold the main session and both workers; the
+    fourth pass waits in the pool, and its only call is cancelled meanwhile."""
+    monkeypatch.setattr("serving.scoring.default_workers", lambda: 2)
+
+    async def run() -> GatedRouter:
+        router = GatedRouter(one_request_per_run=True, gated=3)
+        scorer = Scorer(SimpleNamespace(router=router), None, Metrics(), 2048)  # type: ignore[arg-type]
+        held = [asyncio.ensure_future(scorer.decide([request(t)])) for t in ("x", "y", "z")]
+        gone = asyncio.ensure_future(scorer.decide([request("gone")]))
+        await asyncio.sleep(0)  # all four passes handed to the pools
+        gone.cancel()
+        router.gate.set()
+        await asyncio.gather(*held)
+        scorer.close()
+        return router
+
+    assert sorted(t for texts in asyncio.run(run()).passes for t in texts) == ["x", "y", "z"]
