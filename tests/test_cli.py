@@ -254,3 +254,14 @@ def test_serve_workers_default_to_auto_and_take_a_number(
     with pytest.raises(SystemExit):
         main(["serve", "--model", "m", "--workers", "two"])
     assert "--workers: expected a whole number or 'auto', got 'two'" in capsys.readouterr().err
+
+
+def test_serve_turns_the_tokenizer_thread_pool_off_unless_told_otherwise() -> None:
+    from tierwise.commands.serve_cmd import tokenize_on_calling_thread
+
+    unset: dict[str, str] = {}
+    tokenize_on_calling_thread(unset)
+    assert unset == {"TOKENIZERS_PARALLELISM": "false"}
+    chosen = {"TOKENIZERS_PARALLELISM": "true"}
+    tokenize_on_calling_thread(chosen)
+    assert chosen == {"TOKENIZERS_PARALLELISM": "true"}
