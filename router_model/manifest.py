@@ -9,6 +9,7 @@ caught at load time rather than producing silent nonsense.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,10 @@ class PolicyConfig:
     Costs enter the score divided by ``reference_cost_usd`` (a typical top-tier
     call), so λ is unit-free. ``guarantee`` says which targets carry a
     statistical promise; None for artifacts fitted before guarantees existed or
-    fitted on predicted rather than real grades.
+    fitted on predicted rather than real grades. ``gap_calibration`` holds an
+    (intercept, slope) pair for each tier but the top, which recalibrates that
+    tier's predicted gap to the top tier before the cost-aware rule weighs it
+    (``router_model.policy.decision_scores``); empty for none.
     """
 
     default_quality_target: float
@@ -91,6 +95,7 @@ class PolicyConfig:
     lambda_table: tuple[tuple[float, float], ...]
     default_rule: str = "cost_aware"
     guarantee: PolicyGuarantee | None = None
+    gap_calibration: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -101,6 +106,8 @@ class PolicyConfig:
         }
         if self.guarantee is not None:
             out["guarantee"] = self.guarantee.to_dict()
+        if self.gap_calibration:
+            out["gap_calibration"] = [list(pair) for pair in self.gap_calibration]
         return out
 
     @classmethod
@@ -112,12 +119,16 @@ class PolicyConfig:
         if reference <= 0:
             raise ConfigError("policy.reference_cost_usd must be positive")
         guarantee = data.get("guarantee")
+        gaps = tuple((float(a), float(b)) for a, b in data.get("gap_calibration", ()))
+        if not all(math.isfinite(a) and math.isfinite(b) for a, b in gaps):
+            raise ConfigError("policy.gap_calibration must hold finite numbers")
         return cls(
             default_quality_target=float(data["default_quality_target"]),
             reference_cost_usd=reference,
             lambda_table=table,
             default_rule=str(data.get("default_rule", "cost_aware")),
             guarantee=PolicyGuarantee.from_dict(guarantee) if guarantee is not None else None,
+            gap_calibration=gaps,
         )
 
 
@@ -162,13 +173,21 @@ class Manifest:
                 f"(this tierwise reads {SCHEMA_VERSION})"
             )
         try:
+            ladder = TierLadder.from_dict(
+                {"tiers": data["tiers"], "pass_grade": data["pass_grade"]}, "manifest.json"
+            )
+            policy = PolicyConfig.from_dict(data["policy"])
+            gaps = len(policy.gap_calibration)
+            if gaps and gaps != len(ladder) - 1:
+                raise ConfigError(
+                    f"policy.gap_calibration has {gaps} pairs; {len(ladder)} tiers need "
+                    f"{len(ladder) - 1} (one for each tier but the top)"
+                )
             return cls(
-                ladder=TierLadder.from_dict(
-                    {"tiers": data["tiers"], "pass_grade": data["pass_grade"]}, "manifest.json"
-                ),
+                ladder=ladder,
                 truncation=TruncationRule.from_dict(data["truncation"]),
                 scalar_features=tuple(str(n) for n in data["features"]["scalar"]),
-                policy=PolicyConfig.from_dict(data["policy"]),
+                policy=policy,
                 files={
                     name: FileDigest(sha256=str(d["sha256"]), bytes=int(d["bytes"]))
                     for name, d in data["files"].items()

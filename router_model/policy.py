@@ -9,6 +9,14 @@ Two rules share the same inputs:
 * ``threshold``: the cheapest tier with ``P(success) ≥ q``; when none reaches q,
   the most likely tier (reported as ``threshold_fallback``).
 
+The cost-aware rule weighs each cheaper tier by its gap to the top tier,
+``P_top − P_t``, and a gap between two separately fitted probabilities is
+noisier than either: each tier's errors add up, so the predicted gaps spread
+wider than the real ones and the rule sends too many requests to a cheaper
+tier that looked almost as good. The policy therefore carries a
+recalibration of each gap, fitted on held-out predictions
+(``decision_scores``); the probabilities reported stay the calibrated ones.
+
 A cost ceiling removes tiers whose expected cost exceeds it; when it changes
 the decision the rule reported is ``cost_ceiling``, and when no tier fits, the
 cheapest tier is chosen and ``over_ceiling`` is reported.
@@ -67,6 +75,27 @@ def guaranteed_for_target(policy: PolicyConfig, quality_target: float) -> bool:
     return False
 
 
+def decision_scores(p_success: FloatArray, policy: PolicyConfig) -> FloatArray:
+    """What the cost-aware rule weighs: ``P_top − (a_t + b_t·(P_top − P_t))`` per tier.
+
+    The top tier keeps its P(success); without a gap calibration every tier does.
+    """
+    return apply_gap_calibration(p_success, policy.gap_calibration)
+
+
+def apply_gap_calibration(
+    p_success: FloatArray, gap_calibration: Sequence[tuple[float, float]]
+) -> FloatArray:
+    """``decision_scores`` for an (intercept, slope) pair per tier but the top."""
+    if not gap_calibration:
+        return p_success
+    intercept, slope = np.asarray(gap_calibration, dtype=np.float64).T
+    top = p_success[:, -1:]
+    scores = np.array(p_success, dtype=np.float64, copy=True)
+    scores[:, :-1] = top - (intercept + slope * (top - p_success[:, :-1]))
+    return scores
+
+
 def cost_aware_choices(
     p_success: FloatArray, cost_norm: FloatArray, lambdas: Sequence[float] | FloatArray
 ) -> IntArray:
@@ -101,16 +130,16 @@ def decide(
     rule = rule or policy.default_rule
     target = _check_target(quality_target, policy.default_quality_target)
     allowed = _allowed_by_ceiling(expected_cost_usd, max_cost_usd)
-    masked_p = np.where(allowed, p_success, -np.inf)
     if rule == COST_AWARE:
         lam = lambda_for_target(policy, target)
         cost_norm = expected_cost_usd / policy.reference_cost_usd
-        free = cost_aware_choices(p_success, cost_norm, [lam])[0]
-        chosen = cost_aware_choices(masked_p, cost_norm, [lam])[0]
+        scores = decision_scores(p_success, policy)
+        free = cost_aware_choices(scores, cost_norm, [lam])[0]
+        chosen = cost_aware_choices(np.where(allowed, scores, -np.inf), cost_norm, [lam])[0]
         names = np.full(len(chosen), COST_AWARE, dtype=object)
     elif rule == THRESHOLD:
         free, _ = threshold_choices(p_success, target)
-        chosen, fallback = threshold_choices(masked_p, target)
+        chosen, fallback = threshold_choices(np.where(allowed, p_success, -np.inf), target)
         names = np.where(fallback, THRESHOLD_FALLBACK, THRESHOLD).astype(object)
     else:
         raise InvalidInputError(f"unknown rule {rule!r}; choose one of {list(RULES)}", "rule")

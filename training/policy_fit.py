@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from router_model.errors import InvalidInputError
 from router_model.manifest import PolicyConfig, PolicyGuarantee
-from router_model.policy import cost_aware_choices
+from router_model.policy import apply_gap_calibration, cost_aware_choices
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -65,6 +65,8 @@ GUARANTEE_METHODS: dict[str, str] = {
 }
 DEFAULT_METHOD: Method = "betting"
 DEFAULT_CONFIDENCE = 0.9
+# Fewest out-of-fold requests, graded on every tier, to fit the gap calibration on.
+MIN_GAP_ROWS = 200
 # The order the calibration requests are bet on; fixed so training is reproducible.
 ORDER_SEED = 0
 # Largest bet as a fraction of the one that could lose everything on a single request.
@@ -302,6 +304,7 @@ def fit_policy(
     default_quality_target: float = 0.95,
     confidence: float | None = DEFAULT_CONFIDENCE,
     method: str = DEFAULT_METHOD,
+    gap_calibration: tuple[tuple[float, float], ...] = (),
 ) -> PolicyConfig:
     """λ per quality target from calibration requests graded on every tier.
 
@@ -309,10 +312,12 @@ def fit_policy(
     policy records which targets are guaranteed; with None it holds point
     estimates and no guarantee (for grades that are the model's own
     predictions, where a guarantee would be about the model, not the traffic).
+    λ is fitted for the rule as it will serve, after ``gap_calibration``.
     """
     kind = check_method(method)
     reference = float(np.mean(expected_cost[:, -1]))
-    choices = cost_aware_choices(p_success, expected_cost / reference, LAMBDA_GRID)
+    scores = apply_gap_calibration(p_success, gap_calibration)
+    choices = cost_aware_choices(scores, expected_cost / reference, LAMBDA_GRID)
     rows = np.arange(len(grades))
     order = np.random.default_rng(ORDER_SEED).permutation(len(grades))[None, :]
     delta = check_confidence(confidence) if confidence is not None else 0.5
@@ -346,4 +351,34 @@ def fit_policy(
         reference_cost_usd=reference,
         lambda_table=table,
         guarantee=guarantee,
+        gap_calibration=gap_calibration,
     )
+
+
+def fit_gap_calibration(
+    p_success: FloatArray, successes: FloatArray
+) -> tuple[tuple[float, float], ...]:
+    """(intercept, slope) for each tier but the top, from out-of-fold predictions.
+
+    The real gap to the top tier (``s_top − s_t``, per request) is regressed on
+    the predicted one (``P_top − P_t``) by least squares. Two separately
+    calibrated probabilities leave their gap over-dispersed, which the slope
+    (below 1 on every bundled set) takes back. Rows missing a prediction or a
+    label are skipped; with fewer than ``MIN_GAP_ROWS`` left, or on one tier,
+    there is nothing to fit and the rule weighs the probabilities as they are.
+    """
+    rows = ~np.isnan(p_success).any(axis=1) & ~np.isnan(successes).any(axis=1)
+    if p_success.shape[1] < 2 or rows.sum() < MIN_GAP_ROWS:
+        return ()
+    p, s = p_success[rows], successes[rows]
+    pairs = []
+    for t in range(p.shape[1] - 1):
+        predicted, real = p[:, -1] - p[:, t], s[:, -1] - s[:, t]
+        spread = float(np.var(predicted))
+        if spread < 1e-12:
+            pairs.append((0.0, 1.0))
+            continue
+        covariance = float(np.mean((predicted - predicted.mean()) * (real - real.mean())))
+        slope = max(0.0, covariance / spread)
+        pairs.append((float(real.mean() - slope * predicted.mean()), slope))
+    return tuple(pairs)

@@ -91,7 +91,8 @@ def router_outputs(router: Router, table: RequestTable) -> RouterOutputs:
 def cost_aware_choices(outputs: RouterOutputs) -> npt.NDArray[np.int64]:
     """[K, N] tiers the cost-aware rule picks at every λ of the grid."""
     cost_norm = outputs.expected_cost_usd / outputs.policy.reference_cost_usd
-    choices = policy.cost_aware_choices(outputs.p_success, cost_norm, LAMBDA_GRID)
+    scores = policy.decision_scores(outputs.p_success, outputs.policy)
+    choices = policy.cost_aware_choices(scores, cost_norm, LAMBDA_GRID)
     return np.asarray(choices, dtype=np.int64)
 
 

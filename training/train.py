@@ -33,7 +33,7 @@ from training.features import feature_matrix
 from training.neighbours import DEFAULT_K
 from training.onnx_export import build_model
 from training.output_length import OutputLengthModel, fit_output_length
-from training.policy_fit import fit_policy
+from training.policy_fit import fit_gap_calibration, fit_policy
 from training.report import RouterOutputs, heldout_metrics
 from training.split import split_requests
 
@@ -261,13 +261,15 @@ def _fit_policy(
     expected = _expected_costs(pipeline, X, table, ladder)
     rows = table.fully_graded() & ~np.isnan(pipeline.classifier.oof_proba_).any(axis=1)
     if rows.sum() >= MIN_POLICY_ROWS:
+        oof = pipeline.classifier.oof_proba_[rows]
         policy = fit_policy(
-            pipeline.classifier.oof_proba_[rows],
+            oof,
             expected[rows],
             table.grades[rows],
             table.costs[rows],
             default_quality_target=config.quality_target,
             confidence=config.guarantee_confidence,
+            gap_calibration=fit_gap_calibration(oof, table.successes[rows]),
         )
         return policy, "held-out grades"
     log.warning(

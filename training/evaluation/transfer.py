@@ -115,6 +115,21 @@ def transfer_section(
     }
 
 
+def mapped_gap_calibration(
+    gaps: tuple[tuple[float, float], ...], mapping: Sequence[int]
+) -> tuple[tuple[float, float], ...]:
+    """The router tiers' gap calibration for the eval tiers they stand in for.
+
+    A gap is to the router's top tier, so it carries over only when the eval
+    ladder's top tier is the router's top tier; otherwise none is applied. An
+    eval tier below the top that the router's top tier stands in for has no
+    gap to recalibrate.
+    """
+    if not gaps or mapping[-1] != len(gaps):
+        return ()
+    return tuple(gaps[i] if i < len(gaps) else (0.0, 1.0) for i in mapping[:-1])
+
+
 def transfer_outputs(
     router: Router, judged: RequestTable, eval_ladder: TierLadder
 ) -> RouterOutputs:
@@ -134,7 +149,11 @@ def transfer_outputs(
         ladder=eval_ladder,
         p_success=mapped.p_success,
         expected_cost_usd=expected,
-        policy=replace(config, reference_cost_usd=reference),
+        policy=replace(
+            config,
+            reference_cost_usd=reference,
+            gap_calibration=mapped_gap_calibration(config.gap_calibration, mapping),
+        ),
         sections={"transfer": section},
     )
 
