@@ -126,9 +126,12 @@ def test_unavailable_is_retried_then_raised(server: ServerThread) -> None:
 
 
 def test_deadline_exceeded_is_not_retried(server: ServerThread) -> None:
-    client, counter = counting_client(server.target, timeout=1e-6, retries=3)
+    """A one-word call once finished inside a timeout of a microsecond (gRPC's
+    timers are coarser than that), so the call here is one that the router
+    needs many milliseconds for: it reads 256 tokens of the prompt."""
+    client, counter = counting_client(server.target, timeout=1e-3, retries=3)
     with client, pytest.raises(TierwiseRpcError) as caught:
-        client.predict("a")
+        client.predict("why " * 2000)
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert counter.calls == 1
 
