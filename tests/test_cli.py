@@ -265,3 +265,22 @@ def test_serve_turns_the_tokenizer_thread_pool_off_unless_told_otherwise() -> No
     chosen = {"TOKENIZERS_PARALLELISM": "true"}
     tokenize_on_calling_thread(chosen)
     assert chosen == {"TOKENIZERS_PARALLELISM": "true"}
+
+
+def test_evaluate_without_fully_graded_training_calls_leaves_the_knn_router_out(
+    logreg_router_dir: Path, mmlu_calls: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A call log: each training request answered (and graded) by one tier only.
+    by_request: dict[str, list[str]] = {}
+    for line in mmlu_calls.read_text().splitlines():
+        by_request.setdefault(json.loads(line)["request_id"], []).append(line)
+    one_tier = tmp_path / "log.jsonl"
+    one_tier.write_text("".join(f"{c[i % len(c)]}\n" for i, c in enumerate(by_request.values())))
+    report = tmp_path / "report"
+    args = ["evaluate", "--model", str(logreg_router_dir), "--calls", str(mmlu_calls)]
+    assert main([*args, "--report", str(report), "--train-calls", str(one_tier)]) == 0
+    assert "no kNN router baseline in the report" in capsys.readouterr().err
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert "knn" not in metrics["heuristics"]
+    assert {"length", "code", "keyword"} <= set(metrics["heuristics"])
+    assert set(metrics["bootstrap"]["router_better_share"]) == {"hull"}

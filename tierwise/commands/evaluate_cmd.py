@@ -13,7 +13,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router_model.tiers import TierLadder
+    from training.evaluation.knn_router import KnnRouter
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
@@ -66,14 +70,24 @@ def run(args: argparse.Namespace) -> int:
     table = build_table(load_calls(args.calls), ladder)
     if warning := tiers_better_than_top(table, ladder):
         print(f"warning: {warning}", file=sys.stderr)
-    knn = None
-    if args.train_calls:
-        from training.evaluation.knn_router import knn_router_from_calls
-
-        knn = knn_router_from_calls(load_calls(args.train_calls), ladder)
+    knn = _knn_router(args.train_calls, ladder) if args.train_calls else None
     metrics = write_report(router, table, args.report, scoring=scoring, knn=knn)
     print(json.dumps(headline(metrics, args.report), indent=2))
     return 0
+
+
+def _knn_router(train_calls: list[Path], ladder: TierLadder) -> KnnRouter | None:
+    """The kNN baseline over the training calls, or None (with a warning) when they cannot
+    train one: a call log grades each request on one tier, and the kNN router votes with
+    requests graded on every tier. The rest of the report does not need it."""
+    from training.evaluation.knn_router import NoVotersError, knn_router_from_calls
+    from training.train import load_calls
+
+    try:
+        return knn_router_from_calls(load_calls(train_calls), ladder)
+    except NoVotersError as exc:
+        print(f"warning: no kNN router baseline in the report: {exc}", file=sys.stderr)
+        return None
 
 
 def headline(metrics: dict[str, Any], report: Path) -> dict[str, Any]:

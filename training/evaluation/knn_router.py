@@ -29,6 +29,10 @@ DEFAULT_K = 20
 Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 
+class NoVotersError(InvalidInputError):
+    """No training request is graded on every tier, so none can vote."""
+
+
 @dataclass(frozen=True)
 class KnnRouter:
     """Graded training calls, embedded, plus the embedder for new requests."""
@@ -112,7 +116,7 @@ def _complete_rows(
         )
     rows = np.flatnonzero(np.isfinite(g).all(axis=1) & np.isfinite(c).all(axis=1))
     if len(rows) == 0:
-        raise InvalidInputError(
+        raise NoVotersError(
             "no training request is graded on every tier; the kNN router needs some",
             "train_grades",
         )
@@ -129,10 +133,12 @@ def knn_router_from_calls(
     from training.embedding_cache import EmbeddingCache
 
     table = build_table(calls, ladder)
+    # Checked before anything is embedded, and only requests that can vote are.
+    rows, grades, costs = _complete_rows(table.grades, table.costs)
     embedder = Embedder(embedder_files(), TruncationRule())
     cache = EmbeddingCache.for_embedder(embedder)
 
     def embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return cache.embed(embedder, texts, progress=progress)[0]
 
-    return KnnRouter(embed, embed(table.texts), table.grades, table.costs, k)
+    return KnnRouter(embed, embed([table.texts[i] for i in rows]), grades, costs, k)
