@@ -6,6 +6,11 @@ Two rules share the same inputs:
   where λ is looked up from the requested quality target in a table fitted on
   held-out data. It trades a small loss of probability against a large saving
   where a cheaper tier is almost as likely to succeed, which a threshold cannot.
+  Below zero λ buys quality instead of saving: the top tier's score gains −λ,
+  and ``ALWAYS_TOP`` sends every request to the top tier. That end of the
+  range is how a quality target the calibration data cannot certify at a
+  saving is still met, and how a router's cost–quality curve always reaches
+  the top tier's quality, however weak its probabilities.
 * ``threshold``: the cheapest tier with ``P(success) ≥ q``; when none reaches q,
   the most likely tier (reported as ``threshold_fallback``).
 
@@ -42,6 +47,11 @@ THRESHOLD_FALLBACK = "threshold_fallback"
 COST_CEILING = "cost_ceiling"
 OVER_CEILING = "over_ceiling"
 RULES = (COST_AWARE, THRESHOLD)
+# λ at or below this sends every request to the top tier (within a cost ceiling).
+ALWAYS_TOP = -1.0
+# The top tier's score bonus at ALWAYS_TOP: beyond any gap between decision scores,
+# and finite, so that a top tier removed by a cost ceiling (−inf) stays removed.
+_ALWAYS_TOP_BONUS = 1e9
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -64,8 +74,11 @@ def guaranteed_for_target(policy: PolicyConfig, quality_target: float) -> bool:
 
     The lookup is the one ``lambda_for_target`` makes: the next higher table
     entry, whose guarantee (expected quality ≥ that entry's fraction of the top
-    tier) implies the lower target's.
+    tier) implies the lower target's. ``ALWAYS_TOP`` meets every target by
+    construction, certified or not.
     """
+    if lambda_for_target(policy, quality_target) <= ALWAYS_TOP:
+        return True
     if policy.guarantee is None:
         return False
     guaranteed = set(policy.guarantee.guaranteed_targets)
@@ -99,9 +112,15 @@ def apply_gap_calibration(
 def cost_aware_choices(
     p_success: FloatArray, cost_norm: FloatArray, lambdas: Sequence[float] | FloatArray
 ) -> IntArray:
-    """[K, N] tier indices, one row per λ; ties go to the cheaper tier."""
+    """[K, N] tier indices, one row per λ; ties go to the cheaper tier.
+
+    λ ≥ 0 weighs cost; λ < 0 ignores it and adds −λ to the top tier's score
+    (``ALWAYS_TOP`` or below: a bonus no score gap can match).
+    """
     lam = np.asarray(lambdas, dtype=np.float64).reshape(-1, 1, 1)
-    scores = p_success[None, :, :] - lam * cost_norm[None, :, :]
+    scores = p_success[None, :, :] - np.maximum(lam, 0.0) * cost_norm[None, :, :]
+    bonus = np.where(lam <= ALWAYS_TOP, _ALWAYS_TOP_BONUS, np.maximum(-lam, 0.0))
+    scores[:, :, -1] += bonus[:, :, 0]
     return np.asarray(np.argmax(scores, axis=2), dtype=np.int64)
 
 

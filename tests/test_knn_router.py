@@ -49,7 +49,8 @@ def test_knn_router_ignores_requests_not_graded_on_every_tier() -> None:
         costs[:60],
         k=5,
     )
-    curve = knn.curve(["x"] * 20, np.ones((20, 2)), np.tile([1.0, 10.0], (20, 1)), LAMBDA_GRID)
+    weighing_cost = LAMBDA_GRID[LAMBDA_GRID >= 0.0]  # below zero the top tier is favoured
+    curve = knn.curve(["x"] * 20, np.ones((20, 2)), np.tile([1.0, 10.0], (20, 1)), weighing_cost)
     assert curve.cost.max() == pytest.approx(
         1.0
     )  # topic B's only voters are topic A's cheap successes

@@ -34,6 +34,22 @@ def test_cost_aware_trades_probability_for_cost() -> None:
     assert best.tolist() == [2, 2, 2]
 
 
+def test_below_zero_lambda_favours_the_top_tier_until_it_takes_everything() -> None:
+    lambdas = [0.0, -0.08, policy.ALWAYS_TOP]
+    # The top tier trails by 0.05 on row 2 and by 0.20 on row 1 (cost plays no part).
+    p = np.array([[0.2, 0.3, 0.9], [0.9, 0.5, 0.7], [0.3, 0.85, 0.8]])
+    choices = policy.cost_aware_choices(p, COST, lambdas)
+    assert choices.tolist() == [[2, 0, 1], [2, 0, 2], [2, 2, 2]]
+
+
+def test_always_top_keeps_to_the_cost_ceiling() -> None:
+    config = PolicyConfig(0.95, 1.0, ((0.95, policy.ALWAYS_TOP),))
+    chosen, rules = policy.decide(P, COST, config)
+    assert chosen.tolist() == [2, 2, 2] and rules == ["cost_aware"] * 3
+    capped, rules = policy.decide(P, COST, config, max_cost_usd=0.6)
+    assert capped.tolist() == [1, 1, 1] and rules == ["cost_ceiling"] * 3
+
+
 def test_threshold_rule_and_its_fallback() -> None:
     chosen, rules = policy.decide(P, COST, CONFIG, rule="threshold", quality_target=0.85)
     assert chosen.tolist() == [1, 2, 2]

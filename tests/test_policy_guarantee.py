@@ -271,7 +271,42 @@ def test_guaranteed_fit_is_never_cheaper_than_the_point_estimate(
         assert strict_cost[target] >= loose_cost[target] >= point_cost[target]
     for target, lam in strict.lambda_table:
         if target not in strict.guarantee.guaranteed_targets:
-            assert lam == 0.0
+            assert lam == policy.ALWAYS_TOP
+            assert policy.guaranteed_for_target(strict, target)
+        else:
+            assert lam >= 0.0  # certified in the fixed sequence, which starts at λ = 0
+
+
+def test_targets_uncertain_probabilities_cannot_certify_send_everything_to_the_top(
+    judged_scores: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    p, expected, grades, costs = judged_scores
+    noise = np.random.default_rng(0).permutation(p)  # another request's probabilities
+    fitted = fit_policy(noise[:120], expected[:120], grades[:120], costs[:120])
+    assert fitted.guarantee is not None
+    certified = set(fitted.guarantee.guaranteed_targets)
+    uncertified = [t for t, _ in fitted.lambda_table if t not in certified]
+    assert 1.0 in uncertified
+    for target in uncertified:
+        assert policy.lambda_for_target(fitted, target) == policy.ALWAYS_TOP
+        assert policy.guaranteed_for_target(fitted, target)
+    chosen, _ = policy.decide(noise, expected, fitted, quality_target=1.0)
+    assert (chosen == grades.shape[1] - 1).all()
+
+
+def test_the_curve_reaches_the_top_tier_whatever_the_probabilities(
+    judged_scores: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    p, expected, grades, costs = judged_scores
+    inverted = 1.0 - p  # worse than no information
+    quality, cost = sweep(inverted, expected / expected[:, -1].mean(), grades, costs)
+    assert LAMBDA_GRID[0] == policy.ALWAYS_TOP
+    assert quality[0] == pytest.approx(grades[:, -1].mean())
+    assert cost[0] == pytest.approx(costs[:, -1].mean())
+    at_zero = int(np.flatnonzero(LAMBDA_GRID == 0.0)[0])
+    assert quality[at_zero] < grades[:, -1].mean()  # argmax P alone falls short
+    # In between, the bonus for the top tier trades cost for quality step by step.
+    assert len(np.unique(quality[:at_zero])) > 5
 
 
 def test_betting_certifies_higher_targets_on_the_fixture_router_for_less(
@@ -324,6 +359,8 @@ def test_guaranteed_for_target_follows_the_conservative_lookup() -> None:
     assert policy.guaranteed_for_target(config, 0.88)  # looked up at 0.90
     assert not policy.guaranteed_for_target(config, 0.93)  # looked up at 0.95
     assert not policy.guaranteed_for_target(config, 0.99)  # above the table
+    always_top = PolicyConfig(0.95, 1.0, ((0.95, policy.ALWAYS_TOP),))
+    assert policy.guaranteed_for_target(always_top, 0.95)  # meets any target, untested
 
 
 @pytest.mark.parametrize("method", METHODS)

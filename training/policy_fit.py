@@ -15,9 +15,16 @@ fixed sequence from the most conservative (λ = 0, argmax P) to the cheapest,
 stopping at the first null not rejected at level δ. Every λ before the stop is
 then safe simultaneously with probability ≥ 1 − δ, so the cheapest of them (by
 calibration cost) is kept. When λ = 0 itself is not rejected, the target falls
-back to λ = 0 and is recorded as not guaranteed: serving cannot express
-"always the top tier", the only rule that meets every target without testing,
-so the manifest says plainly which targets carry a promise.
+back to ``ALWAYS_TOP``: every request to the top tier, the one rule that meets
+every target without a test. The manifest lists the targets certified at a
+saving, so it says plainly which targets save money under the promise.
+
+The grid's negative λ (between ``ALWAYS_TOP`` and 0, the top tier favoured by
+a bonus) are not in the sequence: they route nearly everything to the top
+tier, so their few disagreements with it carry too little evidence to pass,
+and a sequence through them would stop before reaching λ = 0. They serve the
+point estimate and the cost–quality curve, which then always reaches the top
+tier's quality.
 
 Why a betting p-value by default. Hoeffding–Bentkus looks only at the mean
 loss and must hold for the worst distribution with that mean, a two-point one
@@ -49,7 +56,7 @@ import numpy.typing as npt
 
 from router_model.errors import InvalidInputError
 from router_model.manifest import PolicyConfig, PolicyGuarantee
-from router_model.policy import apply_gap_calibration, cost_aware_choices
+from router_model.policy import ALWAYS_TOP, apply_gap_calibration, cost_aware_choices
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -57,7 +64,15 @@ BoolArray = npt.NDArray[np.bool_]
 
 Method = Literal["betting", "hoeffding-bentkus"]
 
-LAMBDA_GRID = np.concatenate([[0.0], np.logspace(-4, 2, 241)])
+# Ascending, so from the most conservative setting to the cheapest: always the top
+# tier, the top tier favoured by a bonus of 0.9 down to 0.001, argmax P, then cost
+# weights from 1e-4 to 100.
+LAMBDA_GRID = np.concatenate(
+    [[ALWAYS_TOP], -np.logspace(np.log10(0.9), -3, 30), [0.0], np.logspace(-4, 2, 241)]
+)
+ALWAYS_TOP_INDEX = 0
+# The grid rows the Learn-then-Test fixed sequence tests, in order: λ = 0 onwards.
+TESTED = np.flatnonzero(LAMBDA_GRID >= 0.0)
 QUALITY_TARGETS = np.round(np.arange(0.70, 1.0001, 0.01), 2)
 GUARANTEE_METHODS: dict[str, str] = {
     "betting": "learn-then-test/betting-wsr/fixed-sequence",
@@ -83,9 +98,10 @@ _BLOCK = 8
 class Selection:
     """λ grid indices chosen per calibration set and target, both ways.
 
-    ``guaranteed`` [R, X] is the Learn-then-Test choice (0, i.e. λ = 0, where
-    ``certified`` is False); ``point`` [R, X] the cheapest λ whose measured
-    quality reached the target (0 where none did).
+    ``guaranteed`` [R, X] is the Learn-then-Test choice (the fallback row, always
+    the top tier on the training grid, where ``certified`` is False);
+    ``point`` [R, X] the cheapest λ whose measured quality reached the target
+    (the fallback where none did).
     """
 
     guaranteed: IntArray
@@ -204,41 +220,49 @@ def select_lambdas(
     targets: FloatArray,
     delta: float,
     method: str = DEFAULT_METHOD,
+    *,
+    tested: IntArray | None = None,
+    fallback: int = 0,
 ) -> Selection:
     """Guaranteed and point-estimate λ indices for R calibration sets at once.
 
     ``chosen_grades`` and ``chosen_costs`` are [K, N]: the grade and cost of the
-    call the rule picks for each request at each λ of the grid (grid order =
-    test order); ``top_grades`` [N] the top tier's grades. ``calibration`` [R, n]
-    holds each calibration set's request indices, in the order the betting test
-    sees them.
+    call the rule picks for each request at each λ of the grid;
+    ``top_grades`` [N] the top tier's grades. ``calibration`` [R, n] holds each
+    calibration set's request indices, in the order the betting test sees
+    them. ``tested`` lists the rows of the fixed sequence in test order (all
+    rows, in grid order, by default); ``fallback`` is the row used where
+    nothing is certified or reached (``ALWAYS_TOP_INDEX`` on the training grid).
     """
     kind = check_method(method)
-    g = np.asarray(chosen_grades, dtype=np.float64)
+    g_all = np.asarray(chosen_grades, dtype=np.float64)
+    c_all = np.asarray(chosen_costs, dtype=np.float64)
+    sequence = np.arange(len(g_all)) if tested is None else np.asarray(tested, dtype=np.int64)
+    g = g_all[sequence]
     top = np.asarray(top_grades, dtype=np.float64)
     index = np.atleast_2d(np.asarray(calibration, dtype=np.int64))
     n = index.shape[1]
     if n < 1:
         raise InvalidInputError("need at least one calibration request", "calls")
-    quality = _set_means(g, index)
-    cost = _set_means(np.asarray(chosen_costs, dtype=np.float64), index)
+    quality = _set_means(g_all, index)
+    cost = _set_means(c_all, index)
     top_quality = _set_means(top[None, :], index)[:, 0]
     x = np.asarray(targets, dtype=np.float64)
     goal = x[None, None, :] * top_quality[:, None, None]
     # ℓ ∈ [−1, X]; rescaled to [0, 1], the null E[ℓ] > 0 is E[r] > 1/(1+X).
     alpha = 1.0 / (1.0 + x)
     if kind == "hoeffding-bentkus":
-        p_values = hb_p_values((goal - quality[:, :, None] + 1.0) * alpha, n, alpha)
+        p_values = hb_p_values((goal - quality[:, sequence, None] + 1.0) * alpha, n, alpha)
     else:
         p_values = _betting_by_lambda(g, top, index, x, delta)
     safe = fixed_sequence(p_values <= delta)
     certified = safe[:, 0, :]
-    guaranteed = _cheapest(safe, cost)
+    guaranteed = sequence[_cheapest(safe, cost[:, sequence])]
     reached = quality[:, :, None] >= goal - _EPS
     return Selection(
-        guaranteed=np.where(certified, guaranteed, 0).astype(np.int64),
+        guaranteed=np.where(certified, guaranteed, fallback).astype(np.int64),
         certified=np.asarray(certified, dtype=np.bool_),
-        point=np.where(reached.any(axis=1), _cheapest(reached, cost), 0).astype(np.int64),
+        point=np.where(reached.any(axis=1), _cheapest(reached, cost), fallback).astype(np.int64),
     )
 
 
@@ -331,6 +355,8 @@ def fit_policy(
         QUALITY_TARGETS,
         delta,
         test,
+        tested=TESTED,
+        fallback=ALWAYS_TOP_INDEX,
     )
     index = chosen.point[0] if confidence is None else chosen.guaranteed[0]
     table = tuple(

@@ -34,8 +34,10 @@ import numpy.typing as npt
 from router_model.errors import InvalidInputError
 from training.evaluation.curves import check_table, json_float
 from training.policy_fit import (
+    ALWAYS_TOP_INDEX,
     DEFAULT_METHOD,
     GUARANTEE_METHODS,
+    TESTED,
     check_confidence,
     check_method,
     select_lambdas,
@@ -56,9 +58,10 @@ class TargetCoverage:
     """How one quality target fared over the resampled calibration sets.
 
     ``certified`` is the share of draws that were enough to guarantee the
-    target; ``coverage`` the share whose λ reached it on the population (λ = 0
-    where not certified); ``violations`` the share that were certified and yet
-    fell short, which the promise bounds by δ. Costs are means of the
+    target at a saving; ``coverage`` the share whose λ reached it on the
+    population (always the top tier where not certified, which always does);
+    ``violations`` the share that were certified and yet fell short, which the
+    promise bounds by δ. Costs are means of the
     population's cost at the chosen λ, as a fraction of always-top's.
     """
 
@@ -147,7 +150,7 @@ def guarantee_coverage(
     """Coverage of the guaranteed and point-estimate λ over resampled calibration sets.
 
     ``choices`` is [K, N]: the tier the cost-aware rule picks for each request at
-    each λ of the training grid, in grid order (the order the fit tests them in).
+    each λ of the training grid, in grid order.
     """
     g, c = check_table(grades, costs)
     delta = check_confidence(confidence)
@@ -155,7 +158,17 @@ def guarantee_coverage(
     picked_g, picked_c = g[rows, choices], c[rows, choices]
     cal, n_cal = calibration_draws(g.shape[0], resamples, seed)
     x = np.asarray(targets, dtype=np.float64)
-    chosen = select_lambdas(picked_g, picked_c, g[:, -1], cal, x, delta, method)
+    chosen = select_lambdas(
+        picked_g,
+        picked_c,
+        g[:, -1],
+        cal,
+        x,
+        delta,
+        method,
+        tested=TESTED,
+        fallback=ALWAYS_TOP_INDEX,
+    )
     quality, cost = picked_g.mean(axis=1), picked_c.mean(axis=1)
     top_q, top_c = float(g[:, -1].mean()), float(c[:, -1].mean())
 
