@@ -240,6 +240,24 @@ def test_train_warns_when_the_router_does_not_beat_the_hull(logreg_router_dir: P
     assert below_hull_warning({"reason": "no held-out requests"}) is None
 
 
+def test_train_warns_when_the_default_target_sends_everything_to_the_top_tier() -> None:
+    from router_model.manifest import PolicyConfig, PolicyGuarantee
+    from router_model.policy import ALWAYS_TOP
+    from tierwise.commands.train_cmd import all_to_top_warning
+
+    guarantee = PolicyGuarantee("m", 0.9, 180, (0.9,))
+    table = ((0.9, 0.3), (0.95, ALWAYS_TOP), (1.0, ALWAYS_TOP))
+    warning = all_to_top_warning(PolicyConfig(0.95, 1.0, table, guarantee=guarantee))
+    assert warning is not None
+    assert "0.95 could not be certified at a saving on 180 calibration requests" in warning
+    assert "the highest target that saves is 0.90" in warning
+    nothing = ((0.9, ALWAYS_TOP), (0.95, ALWAYS_TOP))
+    warning = all_to_top_warning(PolicyConfig(0.95, 1.0, nothing, guarantee=guarantee))
+    assert warning is not None and "highest target" not in warning
+    assert all_to_top_warning(PolicyConfig(0.9, 1.0, table, guarantee=guarantee)) is None
+    assert all_to_top_warning(PolicyConfig(0.95, 1.0, table)) is None  # no promise made
+
+
 def test_serve_workers_default_to_auto_and_take_a_number(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router_model.manifest import PolicyConfig
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
@@ -98,10 +101,40 @@ def run(args: argparse.Namespace) -> int:
         "held_out": _headline(result.metrics),
     }
     print(json.dumps(summary, indent=2))
-    warning = below_hull_warning(result.metrics)
-    if warning:
-        print(f"tierwise train: warning: {warning}", file=sys.stderr)
+    for warning in (
+        below_hull_warning(result.metrics),
+        all_to_top_warning(result.router.manifest.policy),
+    ):
+        if warning:
+            print(f"tierwise train: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def all_to_top_warning(policy: PolicyConfig) -> str | None:
+    """Say so when the default quality target sends every request to the top tier.
+
+    That is the fallback for a target the calibration requests could not
+    certify at a saving: the promise holds, but the router saves nothing at
+    that target until more graded calls come in or a lower target is asked for.
+    """
+    from router_model.policy import ALWAYS_TOP, lambda_for_target
+
+    target = policy.default_quality_target
+    if policy.guarantee is None or lambda_for_target(policy, target) > ALWAYS_TOP:
+        return None
+    saving = [t for t, lam in policy.lambda_table if lam > ALWAYS_TOP and t <= target]
+    lower = (
+        f"; the highest target that saves is {max(saving):.2f} (--quality-target, or a "
+        "request's quality_target)"
+        if saving
+        else ""
+    )
+    return (
+        f"the default quality target {target:.2f} could not be certified at a saving on "
+        f"{policy.guarantee.calibration_requests} calibration requests, so it sends every "
+        f"request to the top tier{lower}. More graded calls usually help; see "
+        "docs/quality-guarantee.md."
+    )
 
 
 def below_hull_warning(metrics: dict[str, Any]) -> str | None:
